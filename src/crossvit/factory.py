@@ -1,0 +1,61 @@
+"""``create_model``: a named (or given) architecture, optionally with weights, at any size and class count."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .config import CrossViTConfig
+from .model import CrossViT
+from .registry import get_entry, get_pretrained_cfg
+from .weights import download_pretrained, load_into, read_state_dict
+
+log = logging.getLogger("crossvit")
+
+
+def create_model(
+    name: str | CrossViTConfig,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    drop_path_rate: float | None = None,
+    checkpoint: str | Path | None = None,
+    use_ema: bool = False,
+    **overrides: Any,
+) -> CrossViT:
+    """Build a CrossViT by registered name (or from a config) and load weights into it.
+
+    Args:
+        name: a registered name (``crossvit_15_240``), an official alias (``crossvit_15_224``), optionally with a
+            weights tag (``crossvit_15_240.in1k``), or a :class:`CrossViTConfig`.
+        pretrained: load the released ImageNet weights (downloaded from the hub or the official release).
+        num_classes: classes of the new model; heads of another size in the weights are dropped, not loaded.
+        img_size: input resolution (int or (h, w)); position embeddings are resized bicubically on load.
+        drop_path_rate: stochastic depth rate.
+        checkpoint: a local weights file (ours, timm's or the official layout; .pth or .safetensors).
+        use_ema: take the EMA weights when the checkpoint holds them.
+        overrides: any other :class:`CrossViTConfig` field.
+    """
+    if isinstance(name, CrossViTConfig):
+        cfg, pcfg = name, None
+    else:
+        cfg, pcfg = get_entry(name).cfg, get_pretrained_cfg(name)
+    changes: dict[str, Any] = dict(overrides)
+    if num_classes is not None:
+        changes["num_classes"] = num_classes
+    if img_size is not None:
+        changes["img_size"] = img_size
+    if drop_path_rate is not None:
+        changes["drop_path_rate"] = drop_path_rate
+    if changes:
+        cfg = cfg.replace(**changes)
+    model = CrossViT(cfg)
+    if pretrained and checkpoint is None:
+        if pcfg is None:
+            raise ValueError(f"no released weights for {name}; pass checkpoint=PATH to load your own")
+        checkpoint = download_pretrained(pcfg.hf_hub_id, pcfg.url)
+    if checkpoint is not None:
+        load_into(model, read_state_dict(checkpoint, use_ema=use_ema), source=str(checkpoint))
+    model.pretrained_cfg = pcfg
+    return model

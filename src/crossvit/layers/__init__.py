@@ -1,0 +1,22 @@
+"""Building blocks of CrossViT, one concept per file."""
+
+from .attention import Attention, CrossAttention, attend
+from .block import AttentionBlock, Block, CrossAttentionBlock, norm_layer, projection
+from .drop import DropPath, drop_path
+from .mlp import Mlp
+from .patch_embed import PatchEmbed
+
+__all__ = [
+    "Attention",
+    "AttentionBlock",
+    "Block",
+    "CrossAttention",
+    "CrossAttentionBlock",
+    "DropPath",
+    "Mlp",
+    "PatchEmbed",
+    "attend",
+    "drop_path",
+    "norm_layer",
+    "projection",
+]

@@ -1,0 +1,73 @@
+"""Multi-head self-attention and the CLS-query cross-attention of Eq. 6, both through SDPA.
+
+``impl`` selects how the attention product is computed: ``"sdpa"`` calls
+``F.scaled_dot_product_attention`` (the default), ``"math"`` spells out softmax(q k^T / sqrt(d)) v with matmuls.
+Both give the same numbers; the math path is visible to FLOP counters and returns the attention map on request.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, impl: str, drop: float, keep_map: bool) -> tuple[Tensor, Tensor | None]:
+    """q: (B, H, Nq, d), k/v: (B, H, N, d) -> (B, H, Nq, d) and the (B, H, Nq, N) map when asked for."""
+    if impl == "sdpa" and not keep_map:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=drop), None
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    attn = attn.softmax(dim=-1)
+    out = F.dropout(attn, drop) if drop else attn
+    return out @ v, (attn.detach() if keep_map else None)
+
+
+class Attention(nn.Module):
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.impl = "sdpa"
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, N, C = x.shape
+        # (B, N, 3C) -> (3, B, H, N, C/H)
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        x, _ = attend(q, k, v, self.impl, self.attn_drop if self.training else 0.0, False)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
+
+
+class CrossAttention(nn.Module):
+    """The first token (a CLS token projected into this branch's width) is the only query (Eq. 6).
+
+    Keys and values come from all tokens, the query token included. Set ``keep_map = True`` to keep the last
+    attention map in ``self.attn_map`` (B, H, 1, N) for visualisation.
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.wq = nn.Linear(dim, dim, bias=qkv_bias)
+        self.wk = nn.Linear(dim, dim, bias=qkv_bias)
+        self.wv = nn.Linear(dim, dim, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.impl = "sdpa"
+        self.keep_map = False
+        self.attn_map: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, N, C = x.shape
+        h = self.num_heads
+        q = self.wq(x[:, :1]).reshape(B, 1, h, C // h).transpose(1, 2)  # (B, H, 1, C/H)
+        k = self.wk(x).reshape(B, N, h, C // h).transpose(1, 2)  # (B, H, N, C/H)
+        v = self.wv(x).reshape(B, N, h, C // h).transpose(1, 2)
+        out, self.attn_map = attend(q, k, v, self.impl, self.attn_drop if self.training else 0.0, self.keep_map)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, 1, C)))  # (B, 1, C)

@@ -1,0 +1,84 @@
+"""Pre-norm transformer block, and the cross-attention block (no FFN, residual on the query token only)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .attention import Attention, CrossAttention
+from .drop import DropPath
+from .mlp import Mlp
+
+
+def norm_layer(dim: int) -> nn.LayerNorm:
+    return nn.LayerNorm(dim, eps=1e-6)
+
+
+class Block(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, proj_drop)
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), proj_drop)
+        self.drop_path2 = DropPath(drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path1(self.attn(self.norm1(x)))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+
+class AttentionBlock(nn.Module):
+    """Self-attention with residual and no FFN: ``o = y + MSA(LN(y))`` of the all-attention fusion (Eq. 2)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, proj_drop)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.drop_path(self.attn(self.norm1(x)))
+
+
+class CrossAttentionBlock(nn.Module):
+    """``y_cls = f(x_cls) + MCA(LN(f(x_cls) || x_patch))`` (Eq. 7). Input (B, 1+N, C), output (B, 1, C)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = CrossAttention(dim, num_heads, qkv_bias, attn_drop, proj_drop)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, :1] + self.drop_path(self.attn(self.norm1(x)))
+
+
+def projection(dim_in: int, dim_out: int) -> nn.Sequential:
+    """f / g of Eq. 2-7: LayerNorm -> GELU -> Linear. Kept even when widths match, as in the released weights."""
+    return nn.Sequential(norm_layer(dim_in), nn.GELU(), nn.Linear(dim_in, dim_out))

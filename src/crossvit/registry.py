@@ -1,0 +1,221 @@
+"""Every named CrossViT as a row of data: its architecture and, where released, its weights.
+
+Names follow timm (``*_240``, ``*_408`` give the input resolution); the official release's names (``*_224``,
+``*_384``) are accepted as aliases.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+
+from .config import CrossViTConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IBM_RELEASE = "https://github.com/IBM/CrossViT/releases/download/weights-0.1/"
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Where a set of released weights lives and the preprocessing they expect (timm's pretrained_cfg fields)."""
+
+    tag: str = "in1k"
+    hf_hub_id: str | None = None  # timm's copy (timm key layout)
+    url: str | None = None  # the official release (IBM key layout)
+    num_classes: int = 1000
+    input_size: tuple[int, int, int] = (3, 240, 240)
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    top1: float | None = None  # ImageNet-1k top-1 of these weights as timm measured them
+    license: str = "apache-2.0"
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    cfg: CrossViTConfig
+    description: str
+    pretrained: tuple[PretrainedCfg, ...] = field(default_factory=tuple)
+    aliases: tuple[str, ...] = ()
+
+
+def _arch(dim: int, heads: int, large_depth: int, mlp: float, **kw) -> CrossViTConfig:
+    return CrossViTConfig(
+        embed_dim=(dim, 2 * dim), num_heads=(heads, heads), large_depth=large_depth, mlp_ratio=(mlp, mlp), **kw
+    )
+
+
+_SIZES = {  # Table 1: S-branch dim, heads, M, r
+    "tiny": (96, 3, 4, 4.0),
+    "small": (192, 6, 4, 4.0),
+    "base": (384, 12, 4, 4.0),
+    "9": (128, 4, 3, 3.0),
+    "15": (192, 6, 5, 3.0),
+    "18": (224, 7, 6, 3.0),
+}
+_TOP1 = {  # timm's measured ImageNet top-1 of the released weights (results-imagenet.csv)
+    "crossvit_tiny_240": 73.352,
+    "crossvit_small_240": 81.036,
+    "crossvit_base_240": 82.212,
+    "crossvit_9_240": 73.994,
+    "crossvit_15_240": 81.522,
+    "crossvit_18_240": 82.390,
+    "crossvit_9_dagger_240": 76.990,
+    "crossvit_15_dagger_240": 82.302,
+    "crossvit_18_dagger_240": 82.494,
+    "crossvit_15_dagger_408": 83.842,
+    "crossvit_18_dagger_408": 84.198,
+}
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(entry: ModelEntry) -> None:
+    if entry.name in _REGISTRY or entry.name in _ALIASES:
+        raise ValueError(f"model name {entry.name!r} registered twice")
+    _REGISTRY[entry.name] = entry
+    for a in entry.aliases:
+        _ALIASES[a] = entry.name
+
+
+def _released(name: str, ibm: str, size: int = 240, crop: float = 0.875) -> PretrainedCfg:
+    return PretrainedCfg(
+        hf_hub_id=f"timm/{name}.in1k",
+        url=f"{IBM_RELEASE}{ibm}.pth",
+        input_size=(3, size, size),
+        crop_pct=crop,
+        top1=_TOP1[name],
+    )
+
+
+for key, (dim, heads, m, r) in _SIZES.items():
+    name, ibm = f"crossvit_{key}_240", f"crossvit_{key}_224"
+    register(
+        ModelEntry(
+            name,
+            _arch(dim, heads, m, r),
+            f"CrossViT-{key.capitalize() if not key.isdigit() else key} (Table 1)",
+            (_released(name, ibm),),
+            (ibm,),
+        )
+    )
+    if key.isdigit():
+        name, ibm = f"crossvit_{key}_dagger_240", f"crossvit_{key}_dagger_224"
+        register(
+            ModelEntry(
+                name,
+                _arch(dim, heads, m, r, multi_conv=True),
+                f"CrossViT-{key}\u2020, three-convolution patch embedding (Table 1)",
+                (_released(name, ibm),),
+                (ibm,),
+            )
+        )
+    if key in ("15", "18"):
+        name, ibm = f"crossvit_{key}_dagger_408", f"crossvit_{key}_dagger_384"
+        register(
+            ModelEntry(
+                name,
+                _arch(dim, heads, m, r, multi_conv=True, img_size=(408, 408), img_scale=(1.0, 384 / 408)),
+                f"CrossViT-{key}\u2020 re-tuned at 408/384 px (Table 4)",
+                (_released(name, ibm, 408, 1.0),),
+                (ibm,),
+            )
+        )
+
+register(
+    ModelEntry(
+        "crossvit_18_dagger_480",
+        _arch(224, 7, 6, 3.0, multi_conv=True, img_size=(480, 480)),
+        "CrossViT-18\u2020 at 480/448 px (Table 4; no weights were released)",
+    )
+)
+
+_S = _SIZES["small"]
+for fusion, tag in (("none", "none"), ("all_attn", "allattn"), ("cls_token", "clstoken"), ("pairwise", "pairwise")):
+    register(
+        ModelEntry(
+            f"crossvit_small_fuse_{tag}_240",
+            _arch(*_S, fusion=fusion),
+            f"CrossViT-S with {fusion.replace('_', '-')} fusion (Table 6)",
+        )
+    )
+register(
+    ModelEntry(
+        "crossvit_small_t7a_p8_240", _arch(*_S, patch_size=(8, 16)), "CrossViT-S with patch sizes (8, 16) (Table 7 A)"
+    )
+)
+register(
+    ModelEntry(
+        "crossvit_small_t7b_sdim384_240",
+        CrossViTConfig(embed_dim=(384, 384), num_heads=(6, 6), large_depth=4),
+        "CrossViT-S with a 384-wide S branch (Table 7 B)",
+    )
+)
+register(
+    ModelEntry(
+        "crossvit_small_t7c_sdepth2_240", _arch(*_S, small_depth=2), "CrossViT-S with N=2 S-branch blocks (Table 7 C)"
+    )
+)
+register(
+    ModelEntry(
+        "crossvit_small_t7d_cross2_240",
+        _arch(*_S, cross_depth=2),
+        "CrossViT-S with L=2 cross-attention modules (Table 7 D)",
+    )
+)
+register(
+    ModelEntry(
+        "crossvit_small_t7e_k6_240",
+        CrossViTConfig(num_encoders=6, large_depth=2),
+        "CrossViT-S with K=6 encoders of M=2 (Table 7 E)",
+    )
+)
+register(
+    ModelEntry(
+        "crossvit_small_nocls_240",
+        _arch(*_S, cls_token=False),
+        "CrossViT-S without CLS tokens: mean patch token as agent (Sec. 4.3)",
+    )
+)
+
+
+def resolve_name(name: str) -> str:
+    """Canonical name for ``name`` (an alias or ``name.tag``); a clear error with close matches otherwise."""
+    base = name.split(".", 1)[0]
+    if base in _REGISTRY:
+        return base
+    if base in _ALIASES:
+        return _ALIASES[base]
+    close = difflib.get_close_matches(base, list(_REGISTRY) + list(_ALIASES), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `crossvit info --list`"
+    raise ValueError(f"unknown model {name!r}{hint}")
+
+
+def get_entry(name: str) -> ModelEntry:
+    return _REGISTRY[resolve_name(name)]
+
+
+def get_pretrained_cfg(name: str) -> PretrainedCfg | None:
+    entry = get_entry(name)
+    tag = name.split(".", 1)[1] if "." in name else None
+    for p in entry.pretrained:
+        if tag is None or p.tag == tag:
+            return p
+    if tag is not None:
+        raise ValueError(f"model {entry.name} has no weights tagged {tag!r}")
+    return None
+
+
+def list_models(pattern: str = "*", pretrained: bool = False, aliases: bool = False) -> list[str]:
+    names = [n for n, e in _REGISTRY.items() if not pretrained or e.pretrained]
+    if aliases:
+        names += [a for a, n in _ALIASES.items() if not pretrained or _REGISTRY[n].pretrained]
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))

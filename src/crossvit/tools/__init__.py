@@ -1,0 +1,1 @@
+"""Command implementations and analysis tools (FLOPs, info, ...)."""
