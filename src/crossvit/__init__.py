@@ -2,6 +2,7 @@
 
 from .config import CrossViTConfig
 from .factory import create_model
+from .hub import data_config, eval_transform, from_pretrained, save_pretrained
 from .model import CrossViT
 from .registry import PretrainedCfg, get_entry, list_models
 from .weights import CheckpointError, read_state_dict, resize_pos_embed, to_timm_state_dict
@@ -14,10 +15,14 @@ __all__ = [
     "CrossViTConfig",
     "PretrainedCfg",
     "create_model",
+    "data_config",
+    "eval_transform",
+    "from_pretrained",
     "get_entry",
     "list_models",
     "read_state_dict",
     "resize_pos_embed",
+    "save_pretrained",
     "to_timm_state_dict",
     "__version__",
 ]

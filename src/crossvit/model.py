@@ -229,6 +229,13 @@ class CrossViT(nn.Module):
             return inter
         return [n(t) for n, t in zip(self.norm, xs)], inter
 
+    @torch.no_grad()
+    def predict(self, images, topk: int = 5, batch_size: int = 32):
+        """Top-k predictions for PIL images / paths with the model's own preprocessing (see crossvit.inference)."""
+        from .inference import predict
+
+        return predict(self, images, topk=topk, batch_size=batch_size)
+
     def extra_repr(self) -> str:
         c = self.cfg
         return (

@@ -1,0 +1,248 @@
+"""The release format: ``model.safetensors`` + ``config.json`` in timm's Hugging Face hub layout.
+
+    crossvit.save_pretrained(model, "out/", label_names=[...])
+    model = crossvit.from_pretrained("out/")             # or a hub id: "timm/crossvit_15_240.in1k"
+    timm.create_model("crossvit_15_240", pretrained=True, num_classes=10,
+                      pretrained_cfg_overlay=dict(file="out/model.safetensors", num_classes=10))  # same logits
+
+The tensors are written in timm's key layout (``pos_embed_0``), so timm reads the file as it is. ``config.json``
+holds timm's fields (``architecture``, ``num_classes``, ``num_features``, ``global_pool``, ``pretrained_cfg`` with
+the preprocessing, ``label_names``) plus ``crossvit_config``: the full architecture, so the ablation models that
+timm lacks load back exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .config import CrossViTConfig
+from .model import CrossViT
+from .registry import IMAGENET_MEAN, IMAGENET_STD, get_entry, list_models, resolve_name
+from .weights import CheckpointError, load_into, read_state_dict, to_timm_state_dict
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def data_config(model: CrossViT) -> dict[str, Any]:
+    """Preprocessing of a model: input_size, crop_pct, interpolation, mean, std (timm's data-config keys)."""
+    pc = getattr(model, "pretrained_cfg", None)
+    h, w = model.cfg.img_size
+    if isinstance(pc, dict):
+        base = pc
+    elif pc is not None:
+        base = pc.to_dict()
+    else:
+        base = {}
+    return {
+        "input_size": (model.cfg.in_chans, h, w),
+        "crop_pct": float(base.get("crop_pct", 0.875)),
+        "crop_mode": base.get("crop_mode", "center"),
+        "interpolation": base.get("interpolation", "bicubic"),
+        "mean": tuple(base.get("mean", IMAGENET_MEAN)),
+        "std": tuple(base.get("std", IMAGENET_STD)),
+    }
+
+
+def eval_transform(model: CrossViT, crop_pct: float | None = None, img_size: int | None = None):
+    """The model's own evaluation transform (resize, centre crop, normalize) built by ``timm.data``."""
+    from timm.data import create_transform
+
+    dc = data_config(model)
+    size = dc["input_size"][1:] if img_size is None else (img_size, img_size)
+    return create_transform(
+        input_size=size,
+        is_training=False,
+        interpolation=dc["interpolation"],
+        mean=dc["mean"],
+        std=dc["std"],
+        crop_pct=dc["crop_pct"] if crop_pct is None else crop_pct,
+        crop_mode=dc["crop_mode"],
+    )
+
+
+def _architecture_name(model: CrossViT) -> str:
+    """The registered name whose architecture equals this model's (ignoring classes/size), else ``crossvit``."""
+    name = getattr(model, "architecture", None)
+    if name:
+        return name
+
+    def arch(c: CrossViTConfig) -> dict[str, Any]:  # fields that fix the architecture, not size/classes/dropout
+        skip = ("num_classes", "img_size", "global_pool") + tuple(k for k in c.to_dict() if k.endswith("_rate"))
+        return {k: v for k, v in c.to_dict().items() if k not in skip}
+
+    mine = arch(model.cfg)
+    return next((n for n in list_models() if arch(get_entry(n).cfg) == mine), "crossvit")
+
+
+def save_pretrained(
+    model: CrossViT,
+    save_dir: str | Path,
+    label_names: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model.safetensors`` (timm layout) and ``config.json`` into ``save_dir``, each atomically."""
+    from safetensors.torch import save_file
+
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    if label_names is None:
+        label_names = getattr(model, "label_names", None)
+    if label_names is not None and len(label_names) != model.num_classes:
+        raise ValueError(f"label_names has {len(label_names)} entries but the model has {model.num_classes} classes")
+    dc = data_config(model)
+    arch = _architecture_name(model)
+    pretrained_cfg = {
+        "tag": "custom",
+        "custom_load": False,
+        "input_size": list(dc["input_size"]),
+        "fixed_input_size": True,
+        "interpolation": dc["interpolation"],
+        "crop_pct": dc["crop_pct"],
+        "crop_mode": dc["crop_mode"],
+        "mean": list(dc["mean"]),
+        "std": list(dc["std"]),
+        "num_classes": model.num_classes,
+        "pool_size": None,
+        "first_conv": ["patch_embed.0.proj", "patch_embed.1.proj"],
+        "classifier": ["head.0", "head.1"],
+    }
+    config = {
+        "architecture": arch,
+        "num_classes": model.num_classes,
+        "num_features": model.num_features,
+        "global_pool": model.global_pool,
+        "model_args": {"img_size": list(model.cfg.img_size)},
+        "pretrained_cfg": pretrained_cfg,
+        "crossvit_config": model.cfg.to_dict(),
+    }
+    if label_names is not None:
+        config["label_names"] = list(label_names)
+    if extra:
+        config.update(extra)
+    sd = {k: v.detach().to("cpu").contiguous() for k, v in to_timm_state_dict(model.state_dict()).items()}
+    _atomic_write(save_dir / WEIGHTS_NAME, lambda p: save_file(sd, p, metadata={"format": "pt"}))
+    _atomic_write(save_dir / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    return save_dir
+
+
+def _atomic_write(dst: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _resolve_dir(name_or_path: str | Path, cache_dir: str | None) -> Path:
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p
+    if p.is_file() and p.name == CONFIG_NAME:
+        return p.parent
+    s = str(name_or_path)
+    if p.exists() or s.startswith((".", "/")) or s.count("/") != 1:
+        raise FileNotFoundError(f"{name_or_path}: not a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+    from huggingface_hub import hf_hub_download  # a hub id such as "timm/crossvit_15_240.in1k"
+
+    cfg_file = hf_hub_download(s.removeprefix("hf-hub:"), CONFIG_NAME, cache_dir=cache_dir)
+    hf_hub_download(s.removeprefix("hf-hub:"), WEIGHTS_NAME, cache_dir=cache_dir)
+    return Path(cfg_file).parent
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a release ``config.json``; errors name the file."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path}: missing; a release directory holds {CONFIG_NAME} and {WEIGHTS_NAME}"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "architecture" not in config and "crossvit_config" not in config:
+        raise CheckpointError(f"{path}: not a model config (no 'architecture' or 'crossvit_config')")
+    return config
+
+
+def config_from_release(config: dict[str, Any], source: str = CONFIG_NAME) -> CrossViTConfig:
+    if "crossvit_config" in config:
+        try:
+            return CrossViTConfig.from_dict(config["crossvit_config"])
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{source}: bad crossvit_config: {e}") from None
+    arch = config["architecture"]
+    try:
+        name = resolve_name(arch)
+    except ValueError as e:
+        raise CheckpointError(f"{source}: architecture {arch!r} is not a CrossViT model: {e}") from None
+    cfg = get_entry(name).cfg
+    changes: dict[str, Any] = {"num_classes": int(config.get("num_classes", cfg.num_classes))}
+    size = config.get("model_args", {}).get("img_size") or config.get("pretrained_cfg", {}).get("input_size", [])[1:]
+    if size:
+        changes["img_size"] = tuple(size)
+    return cfg.replace(**changes)
+
+
+def from_pretrained(
+    name_or_path: str | Path,
+    num_classes: int | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    cache_dir: str | None = None,
+    **overrides: Any,
+) -> CrossViT:
+    """Load a release directory (or hub id) written by :func:`save_pretrained` or by timm.
+
+    ``num_classes``/``img_size`` give a new head / resolution (position embeddings resized bicubically).
+    The model carries ``pretrained_cfg`` (preprocessing) and ``label_names`` from the config.
+    """
+    d = _resolve_dir(name_or_path, cache_dir)
+    cfg_path = d / CONFIG_NAME
+    config = load_config(cfg_path)
+    cfg = config_from_release(config, str(cfg_path))
+    saved_cfg = cfg
+    changes: dict[str, Any] = dict(overrides)
+    if num_classes is not None:
+        changes["num_classes"] = num_classes
+    if img_size is not None:
+        changes["img_size"] = img_size
+    if changes:
+        cfg = cfg.replace(**changes)
+    weights = d / WEIGHTS_NAME
+    if not weights.exists():
+        alt = d / "pytorch_model.bin"
+        if not alt.exists():
+            raise FileNotFoundError(f"{weights}: missing (next to {cfg_path})")
+        weights = alt
+    model = CrossViT(cfg)
+    load_into(model, read_state_dict(weights), source=str(weights))
+    pc = dict(config.get("pretrained_cfg", {}))
+    if img_size is not None:
+        pc["input_size"] = [cfg.in_chans, *cfg.img_size]
+    model.pretrained_cfg = pc or None
+    labels = config.get("label_names")
+    model.label_names = list(labels) if labels and cfg.num_classes == saved_cfg.num_classes else None
+    model.architecture = config.get("architecture") if config.get("architecture") != "crossvit" else None
+    return model
+
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "config_from_release",
+    "data_config",
+    "eval_transform",
+    "from_pretrained",
+    "load_config",
+    "save_pretrained",
+]
