@@ -42,6 +42,9 @@ class CrossViTConfig:
     small_depth: int = 1  # N
     large_depth: int = 4  # M
     cross_depth: int = 1  # L
+    # With L > 1: False (released code; gives Table 7 D's 5.6 GFLOPs): modules after the first attend only to the
+    # running CLS token. True: every module re-attends to the other branch's patch tokens (what Eq. 6 suggests).
+    cross_reattend: bool = False
     multi_conv: bool = False  # the dagger models: three convolutions instead of one linear patch projection
     fusion: FusionKind = "cross_attn"  # Table 6
     cls_token: bool = True  # False: the no-CLS ablation (mean of patch tokens is the agent)

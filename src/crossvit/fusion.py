@@ -69,8 +69,11 @@ def cross_attention(enc: nn.Module, xs: Tokens, cfg: CrossViTConfig) -> Tokens:
         else:
             agent, other_patches = own.mean(dim=1, keepdim=True), other
         y = enc.projs[i](agent)  # (B, 1, D_other)
-        for blk in _ca_blocks(enc.fusion[i]):
-            y = blk(torch.cat((y, other_patches), dim=1))  # (B, 1+N_other, D_other) -> (B, 1, D_other)
+        for k, blk in enumerate(_ca_blocks(enc.fusion[i])):
+            if k == 0 or cfg.cross_reattend:
+                y = blk(torch.cat((y, other_patches), dim=1))  # (B, 1+N_other, D_other) -> (B, 1, D_other)
+            else:  # released stacking: the Sequential feeds the previous module's (B, 1, D) output alone
+                y = blk(y)
         back = enc.revert_projs[i](y)  # (B, 1, D_own)
         outs.append(torch.cat((back, own[:, 1:]), dim=1) if cfg.cls_token else own + back)
     return outs

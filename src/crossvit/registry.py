@@ -132,9 +132,12 @@ for key, (dim, heads, m, r) in _SIZES.items():
 
 register(
     ModelEntry(
-        "crossvit_18_dagger_480",
-        _arch(224, 7, 6, 3.0, multi_conv=True, img_size=(480, 480)),
-        "CrossViT-18\u2020 at 480/448 px (Table 4; no weights were released)",
+        # The paper's "@480" is the L branch's resolution, as "@384" is for the released 408-px model: the S
+        # branch sees 480 * 240 / 224 -> 516 px (43 x 43 patches of 12). That gives Table 4's 44.9 M params.
+        "crossvit_18_dagger_516",
+        _arch(224, 7, 6, 3.0, multi_conv=True, img_size=(516, 516), img_scale=(1.0, 480 / 516)),
+        "CrossViT-18\u2020 at 516/480 px (Table 4 '@480'; no weights were released)",
+        aliases=("crossvit_18_dagger_480",),
     )
 )
 
@@ -149,7 +152,10 @@ for fusion, tag in (("none", "none"), ("all_attn", "allattn"), ("cls_token", "cl
     )
 register(
     ModelEntry(
-        "crossvit_small_t7a_p8_240", _arch(*_S, patch_size=(8, 16)), "CrossViT-S with patch sizes (8, 16) (Table 7 A)"
+        # "the number of patch tokens are 4 [times]" (Sec. 4.3): both branches see 224 px, 28^2 vs 14^2 tokens.
+        "crossvit_small_t7a_p8_224",
+        _arch(*_S, patch_size=(8, 16), img_size=(224, 224), img_scale=(1.0, 1.0)),
+        "CrossViT-S with patch sizes (8, 16) at 224 px (Table 7 A)",
     )
 )
 register(
