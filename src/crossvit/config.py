@@ -150,6 +150,11 @@ class CrossViTConfig:
             raise TypeError(f"unknown CrossViTConfig option(s): {'; '.join(hints)}")
         return dataclasses.replace(self, **changes)
 
+    def with_overrides(self, **changes: Any) -> CrossViTConfig:
+        """``replace`` that ignores options given as None (the unset arguments of create_model and friends)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return self.replace(**changes) if changes else self
+
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 

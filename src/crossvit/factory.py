@@ -41,15 +41,7 @@ def create_model(
         cfg, pcfg = name, None
     else:
         cfg, pcfg = get_entry(name).cfg, get_pretrained_cfg(name)
-    changes: dict[str, Any] = dict(overrides)
-    if num_classes is not None:
-        changes["num_classes"] = num_classes
-    if img_size is not None:
-        changes["img_size"] = img_size
-    if drop_path_rate is not None:
-        changes["drop_path_rate"] = drop_path_rate
-    if changes:
-        cfg = cfg.replace(**changes)
+    cfg = cfg.with_overrides(num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate, **overrides)
     model = CrossViT(cfg)
     if pretrained and checkpoint is None:
         if pcfg is None:

@@ -211,13 +211,7 @@ def from_pretrained(
     config = load_config(cfg_path)
     cfg = config_from_release(config, str(cfg_path))
     saved_cfg = cfg
-    changes: dict[str, Any] = dict(overrides)
-    if num_classes is not None:
-        changes["num_classes"] = num_classes
-    if img_size is not None:
-        changes["img_size"] = img_size
-    if changes:
-        cfg = cfg.replace(**changes)
+    cfg = cfg.with_overrides(num_classes=num_classes, img_size=img_size, **overrides)
     weights = d / WEIGHTS_NAME
     if not weights.exists():
         alt = d / "pytorch_model.bin"

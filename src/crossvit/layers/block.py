@@ -37,8 +37,10 @@ class Block(nn.Module):
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
-class AttentionBlock(nn.Module):
-    """Self-attention with residual and no FFN: ``o = y + MSA(LN(y))`` of the all-attention fusion (Eq. 2)."""
+class _PreNormAttention(nn.Module):
+    """LayerNorm -> attention -> drop-path, without FFN: the shared body of the two fusion blocks."""
+
+    attn_cls: type[nn.Module] = Attention
 
     def __init__(
         self,
@@ -51,34 +53,28 @@ class AttentionBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, proj_drop)
+        self.attn = self.attn_cls(dim, num_heads, qkv_bias, attn_drop, proj_drop)
         self.drop_path = DropPath(drop_path)
+
+
+class AttentionBlock(_PreNormAttention):
+    """Self-attention with residual and no FFN: ``o = y + MSA(LN(y))`` of the all-attention fusion (Eq. 2)."""
+
+    attn_cls = Attention
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.drop_path(self.attn(self.norm1(x)))
 
 
-class CrossAttentionBlock(nn.Module):
+class CrossAttentionBlock(_PreNormAttention):
     """``y_cls = f(x_cls) + MCA(LN(f(x_cls) || x_patch))`` (Eq. 7). Input (B, 1+N, C), output (B, 1, C)."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        qkv_bias: bool = True,
-        proj_drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.norm1 = norm_layer(dim)
-        self.attn = CrossAttention(dim, num_heads, qkv_bias, attn_drop, proj_drop)
-        self.drop_path = DropPath(drop_path)
+    attn_cls = CrossAttention
 
     def forward(self, x: Tensor) -> Tensor:
         return x[:, :1] + self.drop_path(self.attn(self.norm1(x)))
 
 
 def projection(dim_in: int, dim_out: int) -> nn.Sequential:
-    """f / g of Eq. 2-7: LayerNorm -> GELU -> Linear. Kept even when widths match, as in the released weights."""
+    """f / g of Eq. 2-7 as released: LayerNorm -> GELU -> Linear (``fusion._proj`` uses it when widths differ)."""
     return nn.Sequential(norm_layer(dim_in), nn.GELU(), nn.Linear(dim_in, dim_out))
