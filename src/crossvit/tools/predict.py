@@ -1,0 +1,100 @@
+"""``crossvit predict``: top-k classes for image files, folders (recursive) and glob patterns.
+
+    crossvit predict photos/ 'more/*.jpg' --checkpoint runs/demo/release            # a release dir
+    crossvit predict cat.jpg --checkpoint weights.safetensors --model crossvit_9_240 --format json --output out.json
+
+Output formats: ``table`` (default, one line per image), ``json`` (a list of {"image", "topk": [{"label",
+"index", "prob"}], "error"}), ``csv`` (one row per image: image, label_1, prob_1, ..., label_k, prob_k, error).
+An image that cannot be read gets its own error line / ``error`` field and the others are still predicted.
+Exit status: 0 when at least one image was predicted, 1 when none could be read, 2 for bad arguments or a
+checkpoint that cannot be loaded. Without label names in the checkpoint's config, class indices are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .images import expand_paths
+
+log = logging.getLogger("crossvit")
+FORMATS = ("table", "json", "csv")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--checkpoint", required=True, help="release dir (config.json + model.safetensors) or weights file")
+    p.add_argument("--model", help="architecture name when --checkpoint is a bare weights file")
+    p.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--format", default="table", help=f"output format: {', '.join(FORMATS)} (default table)")
+    p.add_argument("--output", type=Path, help="write the results here instead of stdout")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def format_table(preds: list) -> str:
+    width = min(60, max((len(p.source) for p in preds), default=5))
+    lines = []
+    for p in preds:
+        name = p.source if len(p.source) <= width else "..." + p.source[-(width - 3) :]
+        if p.error:
+            lines.append(f"{name:<{width}}  error: {p.error.removeprefix(p.source + ': ')}")
+        else:
+            lines.append(f"{name:<{width}}  " + "  ".join(f"{lab} {prob:.4f}" for lab, prob in p.topk))
+    return "\n".join(lines) + "\n"
+
+
+def format_json(preds: list) -> str:
+    return json.dumps([p.to_dict() for p in preds], indent=1) + "\n"
+
+
+def format_csv(preds: list, k: int) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image"] + [f"{c}_{r}" for r in range(1, k + 1) for c in ("label", "prob")] + ["error"])
+    for p in preds:
+        cells: list[object] = []
+        for r in range(k):
+            cells += [p.topk[r][0], f"{p.topk[r][1]:.6f}"] if r < len(p.topk) else ["", ""]
+        w.writerow([p.source, *cells, p.error or ""])
+    return buf.getvalue()
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..inference import label_names, load_model, predict
+
+    if args.format not in FORMATS:
+        raise ValueError(f"--format {args.format!r} is not supported; choose one of {', '.join(FORMATS)}")
+    if args.topk < 1 or args.batch_size < 1:
+        raise ValueError(f"--topk and --batch-size must be >= 1, got {args.topk} and {args.batch_size}")
+    sources = expand_paths(args.paths)
+    if not sources:
+        raise FileNotFoundError(f"no image files found under {', '.join(args.paths)}")
+    model = load_model(args.checkpoint, args.model, args.device)
+    if label_names(model) is None:
+        print(
+            f"crossvit predict: note: {args.checkpoint} has no label names (config.json 'label_names'); "
+            "printing class indices",
+            file=sys.stderr,
+        )
+    preds = predict(model, sources, topk=args.topk, batch_size=args.batch_size)
+    k = min(args.topk, model.num_classes)
+    text = {"table": format_table, "json": format_json, "csv": lambda ps: format_csv(ps, k)}[args.format](preds)
+    failed = [p for p in preds if not p.ok]
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        for p in failed:
+            print(f"crossvit predict: error: {p.error}", file=sys.stderr)
+        print(f"wrote {len(preds)} results to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    ok = len(preds) - len(failed)
+    if failed:
+        print(f"crossvit predict: {ok} of {len(preds)} images predicted, {len(failed)} unreadable", file=sys.stderr)
+    return 0 if ok else 1
