@@ -7,6 +7,7 @@ Both give the same numbers; the math path is visible to FLOP counters and return
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -64,6 +65,8 @@ class CrossAttention(nn.Module):
         self.attn_map: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.impl == "sdpa" and not self.keep_map and not (self.training and self.attn_drop):
+            return self._folded(x)
         B, N, C = x.shape
         h = self.num_heads
         q = self.wq(x[:, :1]).reshape(B, 1, h, C // h).transpose(1, 2)  # (B, H, 1, C/H)
@@ -71,3 +74,25 @@ class CrossAttention(nn.Module):
         v = self.wv(x).reshape(B, N, h, C // h).transpose(1, 2)
         out, self.attn_map = attend(q, k, v, self.impl, self.attn_drop if self.training else 0.0, self.keep_map)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, 1, C)))  # (B, 1, C)
+
+    def _folded(self, x: Tensor) -> Tensor:
+        """The same product without projecting every token to keys and values (one query makes it cheap).
+
+        Per head h: q_h . (W_k,h x_n + b_k,h) = (W_k,h^T q_h) . x_n + q_h . b_k,h, and since the weights sum to
+        one, sum_n a_n (W_v,h x_n + b_v,h) = W_v,h (sum_n a_n x_n) + b_v,h. Cost per image: 2 C^2 + 2 H N C
+        multiply-adds instead of 2 N C^2. FLOP counting uses the "math" path, which keeps the paper's form.
+        """
+        B, N, C = x.shape
+        h = self.num_heads
+        d = C // h
+        q = self.wq(x[:, 0]).reshape(B, h, d) * d**-0.5  # (B, H, d)
+        wk = self.wk.weight.reshape(h, d, C)
+        scores = torch.einsum("bhd,hdc->bhc", q, wk)  # (B, H, C): the query folded into the key projection
+        scores = torch.bmm(scores, x.transpose(1, 2))  # (B, H, N)
+        if self.wk.bias is not None:  # a constant per head: softmax ignores it, kept so that autograd sees b_k
+            scores = scores + torch.einsum("bhd,hd->bh", q, self.wk.bias.reshape(h, d)).unsqueeze(-1)
+        ctx = torch.bmm(scores.softmax(dim=-1), x)  # (B, H, C): attention-weighted token average per head
+        out = torch.einsum("bhc,hdc->bhd", ctx, self.wv.weight.reshape(h, d, C))  # (B, H, d)
+        if self.wv.bias is not None:
+            out = out + self.wv.bias.reshape(h, d)
+        return self.proj_drop(self.proj(out.reshape(B, 1, C)))  # (B, 1, C)

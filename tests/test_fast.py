@@ -1,0 +1,186 @@
+"""Every fast path gives the plain path's answers; the benchmark CLI runs and reports. No timing is asserted.
+
+Run: pytest tests/test_fast.py
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import crossvit
+from crossvit.fast import InferenceModel, pick_attention, prepare_training, to_inference
+from crossvit.tools import benchmark
+
+TINY = crossvit.CrossViTConfig(
+    img_size=32,
+    img_scale=(36 / 32, 1.0),  # the S branch is upsampled 32 -> 36 px, as in the CIFAR benchmark model
+    patch_size=(6, 8),
+    embed_dim=(32, 64),
+    num_heads=(2, 4),
+    mlp_ratio=(2.0, 2.0),
+    num_encoders=2,
+    large_depth=2,
+    num_classes=7,
+)
+
+
+@pytest.fixture()
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return crossvit.create_model(TINY).eval()
+
+
+def _images(n: int = 4) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def test_fp32_inference_matches_plain_model(tiny: nn.Module) -> None:
+    x = _images()
+    with torch.no_grad():
+        want = tiny(x)
+    fast = to_inference(copy.deepcopy(tiny), "fp32")
+    assert isinstance(fast, InferenceModel) and fast.cfg == tiny.cfg
+    got = fast(x)
+    assert got.dtype == torch.float32 and not got.requires_grad
+    assert (got - want).abs().max() <= 1e-5
+
+
+def test_bf16_inference_is_close_and_returns_fp32(tiny: nn.Module) -> None:
+    x = _images(16)
+    with torch.no_grad():
+        want = tiny(x)
+    got = to_inference(copy.deepcopy(tiny), "bf16")(x)
+    assert got.dtype == torch.float32
+    assert next(to_inference(copy.deepcopy(tiny), "bf16").model.parameters()).dtype == torch.bfloat16
+    # bf16 keeps 8 bits of mantissa: logits move by a few 1e-2 of their spread, not more.
+    spread = want.std().item()
+    assert (got - want).abs().max().item() < 0.1 * spread + 1e-2
+    assert (got - want).abs().max().item() > 0  # it really ran in bf16
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "math"])
+def test_forced_attention_kernel_gives_same_logits(tiny: nn.Module, impl: str) -> None:
+    x = _images()
+    with torch.no_grad():
+        want = tiny(x)
+    fast = to_inference(copy.deepcopy(tiny), "fp32", attention=impl)
+    assert all(m.impl == impl for m in fast.model.modules() if hasattr(m, "impl"))
+    assert (fast(x) - want).abs().max() <= 1e-5
+
+
+def test_pick_attention_rules() -> None:
+    assert pick_attention("cpu", "fp32", training=False) == "sdpa"
+    assert pick_attention("cpu", "bf16", training=False) == "sdpa"
+    assert pick_attention("cpu", "bf16", training=True) == "math"
+    assert pick_attention("cpu", "fp32", training=True) == "sdpa"
+    assert pick_attention("cuda", "bf16", training=True) == "sdpa"
+    with pytest.raises(ValueError, match="precision"):
+        to_inference(nn.Linear(2, 2), "int4")  # type: ignore[arg-type]
+
+
+def test_prepare_training_keeps_gradients(tiny: nn.Module) -> None:
+    # The kernel chosen for bf16 training (math) and the default (SDPA) give the same fp32 loss and gradients.
+    x, y = _images(), torch.tensor([0, 1, 2, 3])
+    grads = []
+    for prec in ("fp32", "bf16"):
+        m = copy.deepcopy(tiny).train()
+        run = prepare_training(m, prec)
+        expected = "math" if prec == "bf16" else "sdpa"
+        assert all(mod.impl == expected for mod in m.modules() if hasattr(mod, "impl"))
+        nn.functional.cross_entropy(run(x), y).backward()  # fp32 here: only the kernel differs
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_inference_matches_eager(tiny: nn.Module) -> None:
+    x = _images(2)
+    with torch.no_grad():
+        want = tiny(x)
+    fast = to_inference(copy.deepcopy(tiny), "fp32", compile=True)
+    assert fast.compiled
+    assert (fast(x) - want).abs().max() <= 1e-5
+
+
+def test_benchmark_timm_twin_has_identical_logits() -> None:
+    # The benchmark's timm peer for a config (here the CIFAR-size one) is the same network with the same weights.
+    ours, ref = benchmark.build_models("cifar", use_timm=True, drop_path=0.0)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
+    assert ours.cfg.num_patches == (144, 64)
+    x = _images(2)
+    with torch.no_grad():
+        assert (ours.eval()(x) - ref.eval()(x)).abs().max() <= 1e-5
+
+
+def test_benchmark_cli_writes_table_and_json(tmp_path, capsys) -> None:
+    from crossvit.cli import main
+
+    out = tmp_path / "b.json"
+    argv = [
+        "benchmark",
+        "--model",
+        "cifar",
+        "--batch-sizes",
+        "2",
+        "--precision",
+        "fp32,bf16",
+        "--peers",
+        "timm",
+        "--threads",
+        "1",
+    ]
+    assert main([*argv, "--reps", "2", "--min-time", "0", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "timm eager" in printed and "ours bf16 eager" in printed and "GEMM peak" in printed
+    data = json.loads(out.read_text())
+    labels = {r["label"] for r in data["rows"]}
+    assert {"ours eager", "timm eager", "ours bf16 eager", "timm bf16 autocast", "timm cast bf16"} <= labels
+    for r in data["rows"]:
+        assert len(r["samples_ms"]) == 2 and r["img_s"] > 0 and r["best_ours_over_this"] > 0
+    assert data["gemm_peak_gflops"]["bf16"] > 0 and data["flops_per_image"] > 0
+
+
+def test_benchmark_train_mode_runs(tmp_path) -> None:
+    from crossvit.cli import main
+
+    out = tmp_path / "t.json"
+    argv = [
+        "benchmark",
+        "--model",
+        "cifar",
+        "--train",
+        "--batch-sizes",
+        "4",
+        "--precision",
+        "fp32",
+        "--reps",
+        "1",
+        "--threads",
+        "1",
+    ]
+    assert main([*argv, "--min-time", "0", "--json", str(out)]) == 0
+    labels = {r["label"] for r in json.loads(out.read_text())["rows"]}
+    assert labels == {"ours eager", "timm sdpa", "timm math"}
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [("--precision", "fp8", "--precision"), ("--peers", "tensorrt", "--peers"), ("--batch-sizes", "0", "positive")],
+)
+def test_benchmark_rejects_bad_options(flag: str, value: str, message: str, capsys) -> None:
+    from crossvit.cli import main
+
+    assert main(["benchmark", "--model", "cifar", flag, value, "--reps", "1"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_peak_memory_sees_an_allocation() -> None:
+    def alloc() -> None:
+        t = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        t.add_(1)
+
+    assert benchmark.peak_memory_mb(alloc, torch.device("cpu")) > 40
