@@ -43,24 +43,26 @@ def test_native_size_forward(name: str) -> None:
     model = crossvit.create_model(name).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, *model.cfg.img_size))
-    assert out.shape == (1, 1000) and torch.isfinite(out).all()
+    assert out.shape == (1, model.cfg.num_classes) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_contract_and_backward(name: str) -> None:
     cfg = _small(crossvit.get_entry(name).cfg).replace(num_classes=5)
-    model = CrossViT(cfg)
+    model = crossvit.create_model(cfg)
+    br = [1] if cfg.single_branch else [0, 1]  # the branches this model runs (the baseline keeps the L branch)
+    dims = [cfg.embed_dim[b] for b in br]
     B, x = 2, torch.randn(2, 3, *cfg.img_size)
     feats = model.forward_features(x)
     assert [tuple(t.shape) for t in feats] == [
-        (B, cfg.num_prefix_tokens + n, d) for n, d in zip(cfg.num_patches, cfg.embed_dim)
+        (B, cfg.num_prefix_tokens + cfg.num_patches[b], cfg.embed_dim[b]) for b in br
     ]
-    assert model.forward_head(feats, pre_logits=True).shape == (B, sum(cfg.embed_dim))
+    assert model.forward_head(feats, pre_logits=True).shape == (B, sum(dims))
     logits = model.forward_head(feats)
     assert logits.shape == (B, 5)
-    # the logits are the mean of the two branch heads
+    # the logits are the mean of the branch heads
     branch = model.forward_branch_logits(x)
-    assert torch.allclose(logits, (branch[0] + branch[1]) / 2, atol=1e-6)
+    assert len(branch) == len(br) and torch.allclose(logits, torch.stack(branch).mean(0), atol=1e-6)
     logits.sum().backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None]
     assert not dead, f"parameters without gradient: {dead[:5]}"
@@ -68,13 +70,13 @@ def test_contract_and_backward(name: str) -> None:
     assert nwd and nwd <= {n for n, _ in model.named_parameters()}
     inter = model.forward_intermediates(x, output_fmt="NCHW", intermediates_only=True)
     assert len(inter) == cfg.num_encoders
-    assert [tuple(t.shape) for t in inter[-1]] == [(B, d, *g) for d, g in zip(cfg.embed_dim, cfg.grid_size)]
+    assert [tuple(t.shape) for t in inter[-1]] == [(B, cfg.embed_dim[b], *cfg.grid_size[b]) for b in br]
     final, inter = model.forward_intermediates(x, indices=[-1], norm=True)
     assert len(inter) == 1 and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(inter[0], final))
     model.reset_classifier(3)
     assert model(x).shape == (B, 3) and model.get_classifier()[0].out_features == 3 and model.cfg.num_classes == 3
     model.reset_classifier(0)
-    assert model(x).shape == (B, sum(cfg.embed_dim))
+    assert model(x).shape == (B, sum(dims))
 
 
 def test_aliases_build_the_released_architecture() -> None:
@@ -155,6 +157,17 @@ def test_paper_variants_reachable_through_config(tiny_cfg) -> None:
     nocls = CrossViT(tiny_cfg.replace(cls_token=False))
     assert not any("cls_token" in n for n, _ in nocls.named_parameters()) and nocls.global_pool == "avg"
     assert nocls.pos_embed[0].shape[1] == tiny_cfg.num_patches[0]
+
+
+def test_single_branch_baseline_is_the_l_branch_of_its_crossvit() -> None:
+    """Table 2's comparison: the baseline has the CrossViT's L branch (same blocks, same keys) and nothing else."""
+    full, single = crossvit.create_model("crossvit_cifar_36"), crossvit.create_model("crossvit_cifar_single_36")
+    assert single.num_features == 128 and len(single.blocks) == 3 and len(single.head) == 1
+    l_branch = {k for k in full.state_dict() if ".blocks.1." in k}
+    assert {k.replace(".blocks.0.", ".blocks.1.") for k in single.state_dict() if k.startswith("blocks.")} == l_branch
+    assert single.pos_embed[0].shape == full.pos_embed[1].shape
+    with pytest.raises(ValueError, match="single_branch"):
+        crossvit.CrossViTConfig(single_branch=True)
 
 
 def test_cross_attention_queries_only_the_cls_token() -> None:

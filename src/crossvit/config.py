@@ -48,6 +48,8 @@ class CrossViTConfig:
     multi_conv: bool = False  # the dagger models: three convolutions instead of one linear patch projection
     fusion: FusionKind = "cross_attn"  # Table 6
     cls_token: bool = True  # False: the no-CLS ablation (mean of patch tokens is the agent)
+    # True: the DeiT-style baseline of Table 2 -- the L branch alone (K * M blocks, one head), no S branch, no fusion.
+    single_branch: bool = False
     qkv_bias: bool = True
     in_chans: int = 3
     num_classes: int = 1000
@@ -77,6 +79,8 @@ class CrossViTConfig:
             raise bad("fusion", f"{self.fusion!r} is not one of {', '.join(FUSIONS)}")
         if self.global_pool not in ("token", "avg"):
             raise bad("global_pool", f"{self.global_pool!r} is not 'token' or 'avg'")
+        if self.single_branch and self.fusion != "none":
+            raise bad("single_branch", f"a single branch has nothing to fuse; set fusion='none' (got {self.fusion!r})")
         if not self.cls_token and self.fusion != "cross_attn":
             raise bad("cls_token", "the no-CLS ablation is defined for cross-attention fusion only")
         for name in ("num_encoders", "small_depth", "large_depth", "cross_depth", "in_chans"):

@@ -9,6 +9,7 @@ from typing import Any
 from .config import CrossViTConfig
 from .model import CrossViT
 from .registry import get_entry, get_pretrained_cfg
+from .single import build_model
 from .weights import download_pretrained, load_into, read_state_dict
 
 log = logging.getLogger("crossvit")
@@ -42,7 +43,7 @@ def create_model(
     else:
         cfg, pcfg = get_entry(name).cfg, get_pretrained_cfg(name)
     cfg = cfg.with_overrides(num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate, **overrides)
-    model = CrossViT(cfg)
+    model = build_model(cfg)
     if pretrained and checkpoint is None:
         if pcfg is None:
             raise ValueError(f"no released weights for {name}; pass checkpoint=PATH to load your own")

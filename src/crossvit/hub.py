@@ -22,6 +22,7 @@ from typing import Any
 from .config import CrossViTConfig
 from .model import CrossViT
 from .registry import IMAGENET_MEAN, IMAGENET_STD, get_entry, list_models, resolve_name
+from .single import build_model
 from .weights import CheckpointError, load_into, read_state_dict, to_timm_state_dict
 
 CONFIG_NAME = "config.json"
@@ -218,7 +219,7 @@ def from_pretrained(
         if not alt.exists():
             raise FileNotFoundError(f"{weights}: missing (next to {cfg_path})")
         weights = alt
-    model = CrossViT(cfg)
+    model = build_model(cfg)
     load_into(model, read_state_dict(weights), source=str(weights))
     pc = dict(config.get("pretrained_cfg", {}))
     if img_size is not None:

@@ -155,16 +155,22 @@ class CrossViT(nn.Module):
                 f"build it with img_size=({h}, {w}) (weights are resized on load) or resize the input"
             )
 
+    @property
+    def branch_grids(self) -> list[tuple[int, int]]:
+        """Patch grid (h, w) of each branch this model runs."""
+        return list(self.cfg.grid_size)
+
     def _embed(self, x: Tensor) -> Tokens:
+        return [self._embed_branch(x, i, size) for i, size in enumerate(self.cfg.branch_img_size)]
+
+    def _embed_branch(self, x: Tensor, i: int, size: tuple[int, int]) -> Tensor:
+        """Image -> tokens of branch ``i`` fed at ``size``: (B, C, H, W) -> (B, prefix + N_i, D_i)."""
         B = x.shape[0]
-        xs = []
-        for i, size in enumerate(self.cfg.branch_img_size):
-            xi = x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-            t = self.patch_embed[i](xi)  # (B, N_i, D_i)
-            if self.cfg.cls_token:
-                t = torch.cat((self.cls_token[i].expand(B, -1, -1), t), dim=1)  # (B, 1+N_i, D_i)
-            xs.append(self.pos_drop(t + self.pos_embed[i]))
-        return xs
+        xi = x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+        t = self.patch_embed[i](xi)  # (B, N_i, D_i)
+        if self.cfg.cls_token:
+            t = torch.cat((self.cls_token[i].expand(B, -1, -1), t), dim=1)  # (B, 1+N_i, D_i)
+        return self.pos_drop(t + self.pos_embed[i])
 
     def forward_features(self, x: Tensor) -> Tokens:
         """Image (B, C, H, W) -> per-branch normed tokens [(B, 1+N_s, D_s), (B, 1+N_l, D_l)]."""
@@ -222,7 +228,7 @@ class CrossViT(nn.Module):
                     npre = self.cfg.num_prefix_tokens
                     out = [
                         t[:, npre:].transpose(1, 2).reshape(t.shape[0], t.shape[2], *g)
-                        for t, g in zip(out, self.cfg.grid_size)
+                        for t, g in zip(out, self.branch_grids)
                     ]
                 inter.append(out)
         if intermediates_only:
