@@ -126,7 +126,15 @@ def _query_name(model: CrossViT, branch: int) -> str:
     return f"{BRANCH_NAMES[branch]}-branch {'CLS' if model.cfg.cls_token else 'agent (mean token)'}"
 
 
-def draw_branch(model: CrossViT, maps: list[CrossMap], branch: int, img: np.ndarray, out: Path, cmap: str) -> Path:
+def draw_branch(
+    model: CrossViT,
+    maps: list[CrossMap],
+    branch: int,
+    img: np.ndarray,
+    out: Path,
+    cmap: str = "inferno",
+    dpi: int = 100,
+) -> Path:
     """One row per cross-attention module of ``branch``: head mean, then each head."""
     import matplotlib
 
@@ -144,12 +152,20 @@ def draw_branch(model: CrossViT, maps: list[CrossMap], branch: int, img: np.ndar
             _overlay(row[h + 1], img, m.patches[h], f"{where}: head {h}\n(self {m.self_weight[h]:.2f})", cmap)
     fig.suptitle(f"{_query_name(model, branch)} -> {other}-branch patches (each panel min to max)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
 
 
-def draw_summary(model: CrossViT, maps: list[CrossMap], img: np.ndarray, out: Path, cmap: str, title: str) -> Path:
+def draw_summary(
+    model: CrossViT,
+    maps: list[CrossMap],
+    img: np.ndarray,
+    out: Path,
+    cmap: str = "inferno",
+    title: str = "",
+    dpi: int = 100,
+) -> Path:
     """Both branches: the image, the head mean at every module, and the rollout."""
     import matplotlib
 
@@ -158,7 +174,7 @@ def draw_summary(model: CrossViT, maps: list[CrossMap], img: np.ndarray, out: Pa
 
     per = [[m for m in maps if m.branch == b] for b in range(2)]
     cols = 2 + max(len(p) for p in per)
-    fig, axes = plt.subplots(2, cols, figsize=(2.2 * cols, 4.9), squeeze=False)
+    fig, axes = plt.subplots(2, cols, figsize=(2.2 * cols, 5.3), squeeze=False)
     for b, row in enumerate(axes):
         row[0].imshow(img)
         row[0].set_title(f"{_query_name(model, b)}\nattends to {BRANCH_NAMES[1 - b]} patches", fontsize=8)
@@ -172,7 +188,7 @@ def draw_summary(model: CrossViT, maps: list[CrossMap], img: np.ndarray, out: Pa
         _overlay(row[-1], img, r, f"rollout\n(patches {1 - r_self:.2f}, init CLS {r_self:.2f})", cmap)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
 
@@ -195,6 +211,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="architecture name when --checkpoint is a bare weights file")
     p.add_argument("--out", type=Path, required=True, help="folder for the PNGs and the raw maps (.npz)")
     p.add_argument("--cmap", default="inferno", help="matplotlib colour map (default inferno)")
+    p.add_argument("--dpi", type=int, default=100, help="resolution of the PNGs (default 100)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -213,9 +230,11 @@ def main(args: argparse.Namespace) -> int:
     img = display_image(model, pil)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.image).stem
-    written = [draw_branch(model, maps, b, img, args.out / f"{stem}_branch{b}.png", args.cmap) for b in range(2)]
+    written = [
+        draw_branch(model, maps, b, img, args.out / f"{stem}_branch{b}.png", args.cmap, args.dpi) for b in (0, 1)
+    ]
     title = f"{Path(args.image).name}: top-1 {label} ({probs[top]:.2f}); {Path(args.checkpoint).name}"
-    written.append(draw_summary(model, maps, img, args.out / f"{stem}_summary.png", args.cmap, title))
+    written.append(draw_summary(model, maps, img, args.out / f"{stem}_summary.png", args.cmap, title, args.dpi))
     arrays = {f"branch{m.branch}_enc{m.encoder}_mod{m.module}": m.patches for m in maps}
     arrays |= {f"branch{m.branch}_enc{m.encoder}_mod{m.module}_self": m.self_weight for m in maps}
     for b in range(2):
