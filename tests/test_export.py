@@ -139,5 +139,5 @@ def test_cli_export_prints_check(tmp_path, capsys) -> None:
 def test_dynamo_exporter(tmp_path) -> None:
     pytest.importorskip("onnxscript")
     model = tiny()
-    path = export_onnx(model, tmp_path / "d.onnx", exporter="dynamo", opset=18)
+    path = export_onnx(model, tmp_path / "d.onnx", exporter="dynamo")
     assert all(r.max_abs_diff <= 1e-4 for r in check_export(model, path, "onnx", None))

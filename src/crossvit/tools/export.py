@@ -76,11 +76,15 @@ def _prepared(model: CrossViT, attention: str = "sdpa") -> CrossViT:
 
 
 def export_onnx(
-    model: CrossViT, out: str | Path, opset: int = 17, exporter: str = "torchscript", batch: int = 2
+    model: CrossViT, out: str | Path, opset: int | None = None, exporter: str = "torchscript", batch: int = 2
 ) -> Path:
-    """Write ``model`` as ONNX with a dynamic batch axis (input ``images``, output ``logits``)."""
+    """Write ``model`` as ONNX with a dynamic batch axis (input ``images``, output ``logits``).
+
+    ``opset`` defaults to 17 for the TorchScript-based exporter and 18 (its minimum) for the dynamo one.
+    """
     import onnx
 
+    opset = opset or (18 if exporter == "dynamo" else 17)
     if opset < MIN_OPSET:
         raise ValueError(f"--opset {opset}: the bicubic resize needs opset >= {MIN_OPSET} (Resize with cubic_coeff_a)")
     if exporter not in EXPORTERS:
@@ -99,7 +103,7 @@ def export_onnx(
             batch_dim = torch.export.Dim("batch", min=1, max=4096)
             prog = torch.onnx.export(
                 m, (x,), dynamo=True, opset_version=opset, input_names=["images"], output_names=["logits"],
-                dynamic_shapes={"x": {0: batch_dim}},
+                dynamic_shapes={"x": {0: batch_dim}}, verbose=False,
             )  # fmt: skip
             prog.save(str(out))
         else:
@@ -222,7 +226,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="architecture name when --checkpoint is a bare weights file")
     p.add_argument("--format", help=f"{' or '.join(FORMATS)} (default: from the --out suffix)")
     p.add_argument("--out", type=Path, required=True, help="file to write (.onnx, .pt)")
-    p.add_argument("--opset", type=int, default=17, help=f"ONNX opset (>= {MIN_OPSET}; default 17)")
+    p.add_argument("--opset", type=int, help=f"ONNX opset (>= {MIN_OPSET}; default 17, 18 with --exporter dynamo)")
     p.add_argument("--exporter", default="torchscript", help="ONNX exporter: torchscript (default) or dynamo")
     p.add_argument("--images", nargs="*", help="photos for the check (default: scikit-image's sample photos)")
     p.add_argument("--atol", type=float, default=1e-4, help="max abs logit difference accepted (default 1e-4)")
@@ -236,7 +240,10 @@ def main(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, args.model)
     if fmt == "onnx":
         export_onnx(model, args.out, opset=args.opset, exporter=args.exporter)
-        detail = f"opset {args.opset}, {args.exporter} exporter"
+        import onnx
+
+        opset = next(o.version for o in onnx.load(str(args.out)).opset_import if o.domain in ("", "ai.onnx"))
+        detail = f"opset {opset}, {args.exporter} exporter"
     else:
         export_torchscript(model, args.out)
         detail = "torch.jit.trace"
