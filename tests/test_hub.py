@@ -148,3 +148,19 @@ def test_bad_release_dirs(tmp_path) -> None:
     (d3 / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=str(Path("rel3") / "model.safetensors")):
         crossvit.from_pretrained(d3)
+
+
+def test_missing_dir_and_unreachable_hub_id(tmp_path, monkeypatch) -> None:
+    import huggingface_hub
+
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    def offline(*a, **kw):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(FileNotFoundError, match="runs/typo: not a directory holding config.json"):
+        crossvit.from_pretrained("runs/typo")  # ./runs exists: a local path, never sent to the hub
+    with pytest.raises(FileNotFoundError, match=r"someone/model: no such local directory, and not fetched .*OSError"):
+        crossvit.from_pretrained("someone/model")

@@ -151,12 +151,21 @@ def _resolve_dir(name_or_path: str | Path, cache_dir: str | None) -> Path:
     if p.is_file() and p.name == CONFIG_NAME:
         return p.parent
     s = str(name_or_path)
-    if p.exists() or s.startswith((".", "/")) or s.count("/") != 1:
+    # "runs/demo" where ./runs exists is a local path with a typo, not a hub id: fail now, not after network retries
+    local = p.exists() or s.startswith((".", "/")) or s.count("/") != 1 or Path(s.split("/")[0]).is_dir()
+    if local:
         raise FileNotFoundError(f"{name_or_path}: not a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
     from huggingface_hub import hf_hub_download  # a hub id such as "timm/crossvit_15_240.in1k"
 
-    cfg_file = hf_hub_download(s.removeprefix("hf-hub:"), CONFIG_NAME, cache_dir=cache_dir)
-    hf_hub_download(s.removeprefix("hf-hub:"), WEIGHTS_NAME, cache_dir=cache_dir)
+    repo = s.removeprefix("hf-hub:")
+    try:
+        cfg_file = hf_hub_download(repo, CONFIG_NAME, cache_dir=cache_dir)
+        hf_hub_download(repo, WEIGHTS_NAME, cache_dir=cache_dir)
+    except Exception as e:  # noqa: BLE001 - offline, unknown repo, missing file: one message naming the input
+        why = str(e).splitlines()[0] if str(e) else ""
+        raise FileNotFoundError(
+            f"{name_or_path}: no such local directory, and not fetched as a hub id ({type(e).__name__}: {why})"
+        ) from None
     return Path(cfg_file).parent
 
 
