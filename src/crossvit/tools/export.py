@@ -180,6 +180,7 @@ class CheckRow:
     batch: int
     max_abs_diff: float
     top1_agree: int
+    max_abs_logit: float = 0.0  # scale of the PyTorch logits, to read the difference against
 
     def ok(self, atol: float) -> bool:
         return self.max_abs_diff <= atol and self.top1_agree == self.batch
@@ -217,7 +218,7 @@ def check_export(
             ref = m(x).numpy()  # (B, num_classes)
         got = run(x)
         agree = int((ref.argmax(-1) == got.argmax(-1)).sum()) if ref.ndim == 2 and ref.shape[-1] > 1 else len(x)
-        rows.append(CheckRow(name, len(x), float(np.abs(ref - got).max()), agree))
+        rows.append(CheckRow(name, len(x), float(np.abs(ref - got).max()), agree, float(np.abs(ref).max())))
     return rows
 
 
@@ -267,7 +268,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"check against PyTorch (fp32 logits, {runtime}, tolerance {args.atol:g}):")
     for r in rows:
         verdict = "ok" if r.ok(args.atol) else "FAILED"
-        print(f"  {r.name:<44} max abs diff {r.max_abs_diff:.2e}  top-1 agree {r.top1_agree}/{r.batch}  {verdict}")
+        print(
+            f"  {r.name:<38} max abs diff {r.max_abs_diff:.2e} (logits up to {r.max_abs_logit:.2g})  "
+            f"top-1 agree {r.top1_agree}/{r.batch}  {verdict}"
+        )
     passed = all(r.ok(args.atol) for r in rows)
     print("PASS" if passed else f"FAIL: the exported model differs from PyTorch by more than {args.atol:g}")
     return 0 if passed else 1
