@@ -27,6 +27,11 @@ FORMATS = ("table", "json", "csv")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "An unreadable image gets its own error line (JSON/CSV: an 'error' field); the others are still predicted. "
+        "Exit status: 0 if at least one image was predicted, 1 if none could be read, 2 for bad arguments or a "
+        "checkpoint that cannot be loaded."
+    )
     p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--checkpoint", required=True, help="release dir (config.json + model.safetensors) or weights file")
     p.add_argument("--model", help="architecture name when --checkpoint is a bare weights file")
