@@ -184,3 +184,25 @@ def test_peak_memory_sees_an_allocation() -> None:
         t.add_(1)
 
     assert benchmark.peak_memory_mb(alloc, torch.device("cpu")) > 40
+
+
+def test_openvino_runtime_gives_torch_logits(tiny: nn.Module) -> None:
+    pytest.importorskip("openvino")
+    x = _images(3)
+    with torch.no_grad():
+        want = tiny(x)
+    ov = to_inference(copy.deepcopy(tiny), "fp32", runtime="openvino")
+    got = ov(x)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert (got - want).abs().max() <= 1e-4  # OpenVINO reorders the sums: fp32 rounding only
+    assert torch.equal(ov(x[:1]), ov(x[:1]))  # a second batch size compiles its own network
+    with pytest.raises(ValueError, match="runtime"):
+        to_inference(copy.deepcopy(tiny), "fp32", runtime="tensorrt")  # type: ignore[arg-type]
+
+
+def test_model_method_delegates(tiny: nn.Module) -> None:
+    x = _images(2)
+    with torch.no_grad():
+        want = tiny(x)
+    fast = copy.deepcopy(tiny).to_inference("fp32")
+    assert isinstance(fast, InferenceModel) and (fast(x) - want).abs().max() <= 1e-5

@@ -83,7 +83,8 @@ def to_inference(
     precision: Precision = "bf16",
     compile: bool = False,
     attention: Literal["auto", "sdpa", "math"] = "auto",
-) -> InferenceModel:
+    runtime: Literal["torch", "openvino"] = "torch",
+) -> InferenceModel | OpenVINOModel:
     """Turn a model into its fast inference form. The model is converted in place (eval, no grads, cast).
 
     Args:
@@ -92,7 +93,13 @@ def to_inference(
         compile: ``torch.compile`` with Inductor freezing. Costs tens of seconds on the first call (and again for
             each new batch size); pays off for long runs.
         attention: "auto" (see :func:`pick_attention`), or force "sdpa" / "math".
+        runtime: "torch", or "openvino" (CPU, optional dependency; fastest for small models and batch 1 on CPUs
+            without AMX, see docs/performance.md). ``compile`` does not apply to it.
     """
+    if runtime == "openvino":
+        return OpenVINOModel(model, precision)
+    if runtime != "torch":
+        raise ValueError(f"runtime must be 'torch' or 'openvino', got {runtime!r}")
     dtype = dtype_of(precision)
     model.eval().requires_grad_(False)
     model.to(dtype)
@@ -105,6 +112,44 @@ def to_inference(
         # applies to graphs compiled without autograd, i.e. to inference; training compiles are unaffected.
         inductor_config.freezing = True
     return InferenceModel(model, precision, compile)
+
+
+class OpenVINOModel:
+    """The model compiled by OpenVINO for the CPU (``pip install openvino``). fp32 images in, fp32 logits out.
+
+    One compiled network per batch size (static shapes are faster than a dynamic batch); the first call with a new
+    batch size compiles it (about a second). ``precision="bf16"`` sets OpenVINO's inference precision hint.
+    """
+
+    def __init__(self, model: nn.Module, precision: Precision = "bf16", threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise ValueError("runtime 'openvino' needs the openvino package: pip install openvino") from e
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"openvino runtime: precision must be fp32 or bf16, got {precision!r}")
+        self.model = model.float().eval()
+        self.cfg = model.cfg
+        self.precision = precision
+        self._core = ov.Core()
+        self._config = {
+            "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+        }
+        example = torch.zeros(1, self.cfg.in_chans, *self.cfg.img_size)
+        with torch.no_grad():
+            self._ov_model = ov.convert_model(self.model, example_input=example)
+        self._compiled: dict[int, object] = {}
+
+    def __call__(self, x: Tensor) -> Tensor:
+        b = x.shape[0]
+        if b not in self._compiled:
+            m = self._ov_model.clone()
+            m.reshape([b, *x.shape[1:]])
+            self._compiled[b] = self._core.compile_model(m, "CPU", self._config).create_infer_request()
+        out = self._compiled[b].infer({0: x.detach().float().cpu().numpy()})
+        return torch.from_numpy(next(iter(out.values())).copy())
 
 
 def prepare_training(
@@ -122,4 +167,12 @@ def prepare_training(
     return torch.compile(model) if compile else model
 
 
-__all__ = ["DTYPES", "InferenceModel", "dtype_of", "pick_attention", "prepare_training", "to_inference"]
+__all__ = [
+    "DTYPES",
+    "InferenceModel",
+    "OpenVINOModel",
+    "dtype_of",
+    "pick_attention",
+    "prepare_training",
+    "to_inference",
+]

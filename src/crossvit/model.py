@@ -242,6 +242,12 @@ class CrossViT(nn.Module):
 
         return predict(self, images, topk=topk, batch_size=batch_size)
 
+    def to_inference(self, precision: str = "bf16", compile: bool = False, **kwargs) -> nn.Module:
+        """Fast inference form (bf16 weights, torch.compile, OpenVINO): see :func:`crossvit.fast.to_inference`."""
+        from .fast import to_inference
+
+        return to_inference(self, precision, compile=compile, **kwargs)
+
     def extra_repr(self) -> str:
         c = self.cfg
         return (

@@ -22,6 +22,7 @@ import contextlib
 import copy
 import ctypes
 import gc
+import importlib.util
 import json
 import logging
 import os
@@ -64,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", action="store_true", help="time training steps (fwd+bwd+AdamW) instead of inference")
     p.add_argument("--drop-path", type=float, default=0.1, help="drop-path rate of the training runs (0.1)")
     p.add_argument("--peers", default="timm,onnxruntime,openvino", help=f"subset of {','.join(PEERS)}, or 'none'")
+    p.add_argument("--runtime", default="torch,openvino", help="our model's runtimes: torch and/or openvino (CPU)")
     p.add_argument("--reps", type=int, default=5, help="round-robin repetitions; the median is reported")
     p.add_argument("--min-time", type=float, default=0.3, help="seconds per timed sample (several calls if fast)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for every runtime (default torch's)")
@@ -239,9 +241,9 @@ def _set_timm_fused(model: nn.Module, on: bool) -> nn.Module:
 
 def inference_cases(
     ours: nn.Module, ref: nn.Module | None, peers: list[str], batches: list[int], precisions: list[str],
-    compile_: bool, device: torch.device, threads: int,
+    compile_: bool, device: torch.device, threads: int, runtimes: list[str],
 ) -> tuple[list[Case], list[str]]:  # fmt: skip
-    from crossvit.fast import dtype_of, to_inference
+    from crossvit.fast import OpenVINOModel, dtype_of, to_inference
 
     notes: list[str] = []
     size = ours.cfg.img_size
@@ -289,11 +291,23 @@ def inference_cases(
 
         return per_batch
 
+    def ours_ov_case(prec: str) -> Callable[[int], Callable[[], Callable[[], object]]]:
+        def per_batch(b: int) -> Callable[[], Callable[[], object]]:
+            def make() -> Callable[[], object]:
+                fast = once(f"ours-ov-{prec}", lambda: OpenVINOModel(copy.deepcopy(ours), prec, threads))
+                x = images[b]
+                return lambda: fast(x)
+
+            return make
+
+        return per_batch
+
     rows: list[tuple[str, str, str, Callable]] = []
     for prec in precisions:
         tag = "" if prec == "fp32" else f" {prec}"
-        rows.append((f"ours{tag} eager", "ours", prec, ours_case(prec, False)))
-        if compile_:
+        if "torch" in runtimes:
+            rows.append((f"ours{tag} eager", "ours", prec, ours_case(prec, False)))
+        if "torch" in runtimes and compile_:
             rows.append((f"ours{tag} compile+freeze", "ours", prec, ours_case(prec, True)))
         if "timm" in peers and ref is not None:
             if prec == "fp32":
@@ -301,13 +315,15 @@ def inference_cases(
             else:
                 rows.append((f"timm {prec} autocast", "timm", prec, timm_case(prec, "autocast")))
                 rows.append((f"timm cast {prec}", "timm", prec, timm_case(prec, "cast")))
-            if compile_:
+            if compile_ and prec != "fp32":  # the peer list: timm compiled in bf16 only
                 rows.append((f"timm{tag} compile+freeze", "timm", prec, timm_case(prec, "compile")))
         if "onnxruntime" in peers and prec == "fp32" and ref is not None:
             if device.type != "cpu":
                 notes.append("onnxruntime: skipped (CPU provider only here)")
             else:
                 rows.append(("onnxruntime fp32", "onnxruntime", prec, _ort_case(ref, size, threads, once)))
+        if "openvino" in runtimes and prec in ("fp32", "bf16") and device.type == "cpu":
+            rows.append((f"ours openvino {prec}", "ours", prec, ours_ov_case(prec)))
         if "openvino" in peers and prec in ("fp32", "bf16") and ref is not None and device.type == "cpu":
             rows.append((f"openvino {prec}", "openvino", prec, _ov_case(ref, size, prec, threads, once)))
     cases = []
@@ -557,7 +573,11 @@ def main(args: argparse.Namespace) -> int:
     if args.train:
         cases = train_cases(ours, ref, peers, batches, precisions, args.compile, device)
     else:
-        cases, more = inference_cases(ours, ref, peers, batches, precisions, args.compile, device, threads)
+        runtimes = _csv(args.runtime, "--runtime", ("torch", "openvino"))
+        if "openvino" in runtimes and importlib.util.find_spec("openvino") is None:
+            notes.append("ours openvino: openvino not installed, skipped (pip install openvino)")
+            runtimes.remove("openvino")
+        cases, more = inference_cases(ours, ref, peers, batches, precisions, args.compile, device, threads, runtimes)
         notes += more
     peaks: dict[str, list[float]] = {}
     run_cases(cases, args.reps, args.min_time, device, peaks)
