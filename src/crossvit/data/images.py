@@ -1,0 +1,76 @@
+"""Reading one image robustly: RGB, EXIF orientation applied, and a clear policy for files that cannot be read.
+
+img = load_image("photo.jpg")          # PIL RGB, rotated as the camera meant
+policy = BadImagePolicy("skip", log_file=run_dir / "skipped_images.txt")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+log = logging.getLogger("crossvit")
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be decoded; the message names the file."""
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode ``path`` fully into an RGB image with its EXIF orientation applied; BadImageError if it cannot."""
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now: truncated files fail here, not later inside a transform
+            im = ImageOps.exif_transpose(im)
+            return im.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadImageError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+
+
+def decode_bytes(data: bytes, name: str) -> Image.Image:
+    """Decode an in-memory image (a tar member); BadImageError naming ``name`` if it cannot."""
+    import io
+
+    return load_image_from(io.BytesIO(data), name)
+
+
+def load_image_from(fp, name: str) -> Image.Image:
+    try:
+        with Image.open(fp) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return im.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadImageError(f"{name}: cannot read image ({type(e).__name__}: {e})") from None
+
+
+class BadImagePolicy:
+    """What to do with an unreadable image: ``skip`` (warn once, append the name to ``log_file``) or ``error``."""
+
+    def __init__(self, mode: str = "skip", log_file: str | Path | None = None) -> None:
+        if mode not in ("skip", "error"):
+            raise ValueError(f"--on-bad-image must be 'skip' or 'error', got {mode!r}")
+        self.mode = mode
+        self.log_file = Path(log_file) if log_file else None
+        self._seen: set[str] = set()
+
+    def handle(self, err: BadImageError, name: str) -> None:
+        """Raise in ``error`` mode; otherwise warn and record ``name`` (once per process)."""
+        if self.mode == "error":
+            raise err
+        if name in self._seen:
+            return
+        self._seen.add(name)
+        log.warning("skipping unreadable image %s", err)
+        if self.log_file is not None:
+            # O_APPEND writes of one short line are atomic, so worker processes may share the file.
+            fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{name}\t{err}\n".encode())
+            finally:
+                os.close(fd)

@@ -1,0 +1,59 @@
+"""``crossvit validate``: top-1/top-5, loss, per-class and single-branch accuracy, confusion-matrix PNG, JSON.
+
+crossvit validate runs/x/release data/              # data/val (or data/) as ImageFolder
+crossvit validate runs/x/best.pth digits            # a training checkpoint on the bundled digits
+crossvit validate crossvit_9_240 imagenet/ --img-size 288 --crop-pct 1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="release dir, run dir, last.pth/best.pth, weights file (+ --model) or model name")
+    p.add_argument("data", nargs="?", default="digits", help="ImageFolder dir (its val/ if present) or 'digits'")
+    p.add_argument("--model", dest="model_name", default=None, help="architecture of a plain weights file")
+    p.add_argument("--img-size", type=int, default=None, help="evaluate at this resolution (pos-embeds resized)")
+    p.add_argument("--crop-pct", type=float, default=None, help="resize to size / crop_pct, centre-crop size")
+    p.add_argument("-b", "--batch-size", type=int, default=64)
+    p.add_argument("-j", "--workers", type=int, default=2)
+    p.add_argument("--amp", default="fp32", choices=("auto", "bf16", "fp16", "fp32"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out-dir", default=None, help="where metrics.json and confusion.png go (default: runs/validate-*)")
+    p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .validate import validate
+
+    if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
+        raise ValueError(f"--crop-pct must be in (0, 1], got {args.crop_pct}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    out = args.out_dir or f"runs/validate-{time.strftime('%Y%m%d-%H%M%S')}"
+    m = validate(
+        args.model,
+        args.data,
+        args.img_size,
+        args.crop_pct,
+        args.batch_size,
+        args.workers,
+        args.amp,
+        args.device,
+        out,
+        args.model_name,
+    )
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    print(f"images {m['images']}  top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}")
+    print(
+        f"single branch top-1: S (small patches) {m['top1_branch_s']:.2f}%  L (large patches) {m['top1_branch_l']:.2f}%"
+    )
+    worst = sorted((v, k) for k, v in m["per_class"].items() if v is not None)[:5]
+    print("lowest per-class accuracy: " + ", ".join(f"{k} {v:.1f}%" for v, k in worst))
+    print(f"wrote {out}/metrics.json and {out}/confusion.png")
+    return 0

@@ -1,0 +1,273 @@
+"""One dataclass, :class:`TrainConfig`, holds every training option; flags and YAML recipes resolve into it.
+
+Precedence (lowest first): the dataclass defaults (the paper's DeiT recipe) < a YAML recipe (``-c recipe.yaml``)
+< command-line flags. The resolved config is saved as ``config.yaml`` in the run directory, so
+
+    crossvit train -c runs/x/config.yaml
+
+repeats a run. Flag names follow timm's / DeiT's ``train.py`` (``--lr``, ``--warmup-epochs``, ``--aa``, ``--reprob``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
+BAD_IMAGE_CHOICES = ("skip", "error")
+WD_TOKENS_CHOICES = ("decay", "exclude")
+
+
+def _f(default: Any, help: str, flags: tuple[str, ...] = (), **kw: Any) -> Any:
+    """A dataclass field that carries its argparse flags and help text."""
+    meta = {"help": help, "flags": flags, **kw}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Every training option. Defaults: the paper's ImageNet recipe (Sec. 4.1, Table 9) with DeiT's augmentation."""
+
+    # --- data ----------------------------------------------------------------------------------------------------
+    data: str | None = _f(None, "ImageFolder root (train/ and val/) or WebDataset shards dir; none: bundled digits")
+    train_split: str = _f("train", "sub-directory with the training images (or .tar shards)")
+    val_split: str = _f("val", "sub-directory with the validation images (or .tar shards)")
+    val_fraction: float | None = _f(
+        None,
+        "carve a deterministic validation set out of train/: a fraction (0.1) or images per class (50)",
+        ("--val-split-size",),
+    )
+    cache_images: bool = _f(False, "decode every image once and keep it in memory (small data sets, e.g. CIFAR)")
+    on_bad_image: str = _f(
+        "skip", "unreadable image: skip it (warn, list in skipped_images.txt) or error", choices=BAD_IMAGE_CHOICES
+    )
+    workers: int = _f(4, "data-loading worker processes (0: load in the main process)", ("-j", "--workers"))
+    # --- model ---------------------------------------------------------------------------------------------------
+    model: str = _f("crossvit_small_240", "registered model name (crossvit info --list)")
+    model_args: dict = _f({}, "CrossViTConfig fields overriding the named model (YAML only, e.g. embed_dim: [64, 128])")
+    pretrained: bool = _f(False, "start from the released ImageNet weights of --model")
+    initial_checkpoint: str | None = _f(
+        None, "start from these weights: a release dir, our last.pth/best.pth, or a timm / official file"
+    )
+    num_classes: int | None = _f(None, "classes (default: the number of class folders / labels found)")
+    img_size: int | None = _f(None, "input resolution (default: the model's); pos-embeds are resized on load")
+    drop: float = _f(0.0, "dropout before the heads")
+    drop_path: float = _f(0.1, "stochastic depth rate (Table 9: 0.1)")
+    # --- optimisation --------------------------------------------------------------------------------------------
+    epochs: int = _f(300, "epochs")
+    batch_size: int = _f(64, "images per step per process", ("-b", "--batch-size"))
+    opt: str = _f("adamw", "optimizer", choices=("adamw", "sgd"))
+    lr: float | None = _f(None, "absolute learning rate; default: --lr-base scaled by global batch / --lr-base-size")
+    lr_base: float = _f(4e-3, "learning rate at --lr-base-size (paper: 4e-3 at 4096)")
+    lr_base_size: int = _f(4096, "global batch size at which --lr-base applies")
+    min_lr: float = _f(1e-5, "floor of the cosine schedule")
+    warmup_lr: float = _f(1e-6, "learning rate at the start of warm-up")
+    warmup_epochs: int = _f(30, "linear warm-up epochs")
+    weight_decay: float = _f(0.05, "weight decay (biases and norms never decayed)")
+    wd_tokens: str = _f(
+        "decay",
+        "pos-embed / CLS-token weight decay: 'decay' as the released weights were trained, 'exclude' as the paper/timm",
+        choices=WD_TOKENS_CHOICES,
+    )
+    momentum: float = _f(0.9, "SGD momentum")
+    opt_eps: float = _f(1e-8, "AdamW epsilon")
+    clip_grad: float | None = _f(None, "clip the gradient norm to this value")
+    # --- augmentation --------------------------------------------------------------------------------------------
+    aa: str | None = _f("rand-m9-mstd0.5-inc1", "timm auto-augment policy ('none' to disable)")
+    color_jitter: float = _f(0.4, "colour jitter (used when --aa is none)")
+    hflip: float = _f(0.5, "horizontal flip probability")
+    scale: list = _f([0.08, 1.0], "RandomResizedCrop scale range", nargs=2, type=float)
+    train_interpolation: str = _f("bicubic", "resize interpolation for training")
+    reprob: float = _f(0.25, "random erasing probability")
+    remode: str = _f("pixel", "random erasing mode")
+    recount: int = _f(1, "random erasing count")
+    mixup: float = _f(0.8, "mixup alpha (0: off)")
+    cutmix: float = _f(1.0, "cutmix alpha (0: off)")
+    mixup_prob: float = _f(1.0, "probability of applying mixup or cutmix to a batch")
+    mixup_switch_prob: float = _f(0.5, "probability of cutmix instead of mixup when both are on")
+    mixup_mode: str = _f("batch", "mixup mode", choices=("batch", "pair", "elem"))
+    smoothing: float = _f(0.1, "label smoothing")
+    aug_repeats: int | None = _f(
+        None, "repeated augmentation: copies of each image per epoch (default: 3 for crossvit_18*, else off)"
+    )
+    mean: list | None = _f(None, "normalisation mean (default: ImageNet)", nargs=3, type=float)
+    std: list | None = _f(None, "normalisation std (default: ImageNet)", nargs=3, type=float)
+    # --- evaluation ----------------------------------------------------------------------------------------------
+    crop_pct: float = _f(0.875, "evaluation: resize to size / crop_pct, then centre-crop (paper and code: 0.875)")
+    eval_interpolation: str = _f("bicubic", "evaluation resize interpolation")
+    model_ema: bool = _f(False, "keep an exponential moving average of the weights (DeiT: on)")
+    model_ema_decay: float = _f(0.99996, "EMA decay")
+    # --- run -----------------------------------------------------------------------------------------------------
+    output: str = _f("runs", "parent directory of run directories")
+    experiment: str | None = _f(None, "run directory name (default: <model>-<time>); an existing one resumes")
+    resume: str | None = _f(None, "resume from this checkpoint, or 'auto': the newest good one in the run dir")
+    amp: str = _f(
+        "auto", "precision: auto = bf16 on CPUs with bf16 units, fp16 on CUDA; fp32 = none", choices=AMP_CHOICES
+    )
+    device: str = _f("auto", "cpu, cuda, cuda:N or auto")
+    seed: int = _f(0, "random seed (offset by rank)")
+    log_interval: int = _f(50, "steps between log lines when not on a terminal")
+    tensorboard: bool = _f(True, "write TensorBoard scalars to the run dir")
+    save_release: bool = _f(True, "write the release dir (model.safetensors + config.json) at the end")
+    dist_timeout: float = _f(600.0, "seconds a rank waits for the others before the process group fails")
+    label_names: list | None = _f(None, "class names (default: folder names)", nargs="+", type=str)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @property
+    def mixup_active(self) -> bool:
+        return self.mixup > 0 or self.cutmix > 0
+
+    def resolved_aug_repeats(self) -> int:
+        if self.aug_repeats is not None:
+            return self.aug_repeats
+        return 3 if self.model.startswith("crossvit_18") else 0
+
+    def resolved_lr(self, world_size: int) -> float:
+        if self.lr is not None:
+            return self.lr
+        return self.lr_base * self.batch_size * world_size / self.lr_base_size
+
+    def validate(self) -> None:
+        """Check options before any work starts; errors name the option."""
+        from ..registry import resolve_name
+
+        resolve_name(self.model)  # unknown model -> ValueError with close matches
+        checks = [
+            (self.epochs >= 1, "--epochs", f"must be >= 1, got {self.epochs}"),
+            (
+                0 <= self.warmup_epochs <= self.epochs,
+                "--warmup-epochs",
+                f"must be in [0, --epochs={self.epochs}], got {self.warmup_epochs}",
+            ),
+            (self.batch_size >= 1, "--batch-size", f"must be >= 1, got {self.batch_size}"),
+            (self.lr is None or self.lr > 0, "--lr", f"must be > 0, got {self.lr}"),
+            (self.lr_base > 0 and self.lr_base_size > 0, "--lr-base", "--lr-base and --lr-base-size must be > 0"),
+            (self.weight_decay >= 0, "--weight-decay", f"must be >= 0, got {self.weight_decay}"),
+            (0 <= self.smoothing < 1, "--smoothing", f"must be in [0, 1), got {self.smoothing}"),
+            (0 <= self.reprob <= 1, "--reprob", f"must be in [0, 1], got {self.reprob}"),
+            (self.mixup >= 0 and self.cutmix >= 0, "--mixup/--cutmix", "alphas must be >= 0"),
+            (0 <= self.drop_path < 1, "--drop-path", f"must be in [0, 1), got {self.drop_path}"),
+            (0 < self.crop_pct <= 1, "--crop-pct", f"must be in (0, 1], got {self.crop_pct}"),
+            (self.workers >= 0, "--workers", f"must be >= 0, got {self.workers}"),
+            (self.aug_repeats is None or self.aug_repeats >= 0, "--aug-repeats", "must be >= 0"),
+            (self.dist_timeout > 0, "--dist-timeout", "must be > 0 seconds"),
+            (self.val_fraction is None or self.val_fraction > 0, "--val-split-size", "must be > 0"),
+        ]
+        for ok, option, why in checks:
+            if not ok:
+                raise ValueError(f"{option}: {why}")
+        if self.mixup_active and self.mixup_prob > 0 and self.batch_size % 2:
+            raise ValueError(
+                f"--batch-size: mixup/cutmix pair images within a batch and need an even batch size, got "
+                f"{self.batch_size}; use {self.batch_size + 1} or turn them off with --mixup 0 --cutmix 0"
+            )
+        if self.mixup_active and self.batch_size < 2:
+            raise ValueError("--batch-size: mixup/cutmix need at least 2 images per batch")
+        if self.model_args:
+            from ..config import CrossViTConfig
+
+            try:
+                CrossViTConfig().replace(
+                    **{k: tuple(v) if isinstance(v, list) else v for k, v in self.model_args.items()}
+                )
+            except TypeError as e:
+                raise ValueError(f"model_args: {e}") from None
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_optional_float(v: str) -> float | None:
+    return None if v.lower() in ("none", "null") else float(v)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
+    """One flag per :class:`TrainConfig` field (``model_args`` is YAML-only). Defaults are SUPPRESSed so that only
+    the flags a user typed override the recipe."""
+    shown = defaults or TrainConfig()
+    parser.add_argument("-c", "--config", metavar="YAML", help="YAML recipe; flags given here override it")
+    for name, f in FIELDS.items():
+        if name == "model_args":
+            continue
+        meta = f.metadata
+        flags = list(meta.get("flags") or ()) or [_flag(name)]
+        if name == "data":
+            parser.add_argument("data", nargs="?", default=argparse.SUPPRESS, help=meta["help"])
+            continue
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+        default = getattr(shown, name)
+        help_ = f"{meta['help']} (default: {default})"
+        if f.type in ("bool",):
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            if "nargs" in meta:
+                kw["nargs"] = meta["nargs"]
+                kw["type"] = meta["type"]
+            elif "choices" in meta:
+                kw["choices"] = meta["choices"]
+            elif f.type in ("int", "int | None"):
+                kw["type"] = int
+            elif f.type == "float":
+                kw["type"] = float
+            elif f.type == "float | None":
+                kw["type"] = _parse_optional_float
+        parser.add_argument(*flags, help=help_, **kw)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a recipe; unknown keys are an error that names them and the closest valid keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of option: value, found {type(data).__name__}")
+    check_keys(data, str(path))
+    return data
+
+
+def check_keys(data: dict[str, Any], source: str) -> None:
+    unknown = [k for k in data if k not in FIELDS]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k).replace("-", "_"), list(FIELDS), n=3, cutoff=0.5)
+            hints.append(f"{k!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        raise ValueError(f"{source}: unknown option(s) {'; '.join(hints)}")
+
+
+def resolve(
+    args: argparse.Namespace | None = None, base: dict[str, Any] | None = None, **overrides: Any
+) -> TrainConfig:
+    """TrainConfig from defaults < ``base`` (a command's own defaults) < YAML (``args.config``) < flags < overrides."""
+    values: dict[str, Any] = dict(base or {})
+    ns = vars(args) if args is not None else {}
+    if ns.get("config"):
+        values.update(load_yaml(ns["config"]))
+    values.update({k: v for k, v in ns.items() if k in FIELDS})
+    values.update(overrides)
+    check_keys(values, "options")
+    if isinstance(values.get("aa"), str) and values["aa"].lower() in ("none", "null", ""):
+        values["aa"] = None
+    return TrainConfig(**values)

@@ -1,0 +1,137 @@
+"""One training epoch and one evaluation pass; metrics are summed over ranks so they are exact under DDP."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .distributed import all_reduce_sum, all_reduce_tensor
+from .precision import autocast
+from .progress import StepProgress
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    images: int
+    img_s: float
+    lr: float
+    step: int
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader,
+    steps: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    criterion: nn.Module,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    amp: str,
+    epoch: int,
+    epochs: int,
+    start_step: int,
+    mixup: Any | None = None,
+    ema: Any | None = None,
+    clip_grad: float | None = None,
+    show: bool = True,
+    log_interval: int = 50,
+) -> EpochResult:
+    """``steps`` optimizer steps over ``loader``; the lr follows ``scheduler`` by global step."""
+    model.train()
+    progress = StepProgress(steps, epoch, epochs, show, log_interval)
+    loss_sum, n_seen, step, lr = 0.0, 0, start_step, scheduler.lr_at(start_step)
+    it = iter(loader)
+    for i in range(steps):
+        try:
+            x, y = next(it)
+        except StopIteration:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, 3, H, W), (B,)
+        if mixup is not None:
+            x, y = mixup(x, y)  # y: (B, num_classes) soft targets
+        lr = scheduler.step(step)
+        with autocast(amp, device):
+            out = model(x)  # (B, num_classes)
+            loss = criterion(out, y)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at epoch {epoch + 1} step {i + 1}; lower --lr or use --amp fp32"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if clip_grad is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        loss_sum += loss.item() * x.shape[0]
+        n_seen += x.shape[0]
+        progress.update(i, loss.item(), lr, x.shape[0])
+    img_s = progress.close()
+    total_loss, total_n = all_reduce_sum([loss_sum, float(n_seen)], device)
+    return EpochResult(total_loss / max(1.0, total_n), int(total_n), img_s, lr, step)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    amp: str = "fp32",
+    num_classes: int | None = None,
+    branches: bool = False,
+) -> dict[str, Any]:
+    """Top-1 / top-5 accuracy (%), mean cross-entropy, and (``num_classes``) the confusion matrix rows=truth.
+
+    With ``branches`` also the accuracy of each branch head alone (Table 6: S-branch CLS only, L-branch CLS only).
+    Counts are summed over ranks before the ratios are taken.
+    """
+    model.eval()
+    k = num_classes or 0
+    conf = torch.zeros(k, k, dtype=torch.float64, device=device)
+    sums = torch.zeros(5, dtype=torch.float64, device=device)  # n, loss, top1, top5, (unused)
+    br = torch.zeros(2, dtype=torch.float64, device=device)
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        with autocast(amp, device):
+            if branches:
+                logits_b = model.forward_branch_logits(x)  # 2 x (B, C)
+                out = torch.stack(logits_b).mean(0)
+            else:
+                out = model(x)  # (B, C)
+        out = out.float()
+        sums[0] += y.numel()
+        sums[1] += nn.functional.cross_entropy(out, y, reduction="sum")
+        topk = out.topk(min(5, out.shape[1]), dim=1).indices  # (B, 5)
+        sums[2] += (topk[:, 0] == y).sum()
+        sums[3] += (topk == y[:, None]).any(1).sum()
+        if branches:
+            for b, lb in enumerate(logits_b):
+                br[b] += (lb.float().argmax(1) == y).sum()
+        if k:
+            conf += torch.bincount(y * k + topk[:, 0], minlength=k * k).reshape(k, k).to(conf)
+    all_reduce_tensor(sums)
+    all_reduce_tensor(conf)
+    all_reduce_tensor(br)
+    n = max(1.0, sums[0].item())
+    res: dict[str, Any] = {
+        "images": int(sums[0].item()),
+        "loss": sums[1].item() / n,
+        "top1": 100.0 * sums[2].item() / n,
+        "top5": 100.0 * sums[3].item() / n,
+    }
+    if branches:
+        res["top1_branch_s"] = 100.0 * br[0].item() / n
+        res["top1_branch_l"] = 100.0 * br[1].item() / n
+    if k:
+        res["confusion"] = conf.long().cpu()
+    return res

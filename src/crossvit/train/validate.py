@@ -1,0 +1,185 @@
+"""Evaluation of a trained model: top-1 / top-5, loss, per-class accuracy, confusion matrix, single-branch accuracy.
+
+from crossvit.train import validate
+m = validate("runs/x/release", "data/")        # data/val/ (or data/ itself) as ImageFolder; "digits" works too
+m["top1"], m["top1_branch_s"], m["per_class"]["cat"]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.build import DIGITS
+from ..data.digits import digits_datasets
+from ..data.folder import FolderDataset, scan_folder
+from ..data.images import BadImagePolicy
+from ..hub import CONFIG_NAME, data_config, eval_transform, from_pretrained
+from ..model import CrossViT
+from .engine import evaluate
+from .precision import resolve_amp
+
+log = logging.getLogger("crossvit")
+
+
+def load_model(source: str | Path, model_name: str | None = None, img_size: int | None = None) -> CrossViT:
+    """A release dir, a training checkpoint (last.pth / best.pth), or a weights file with ``model_name``."""
+    p = Path(source)
+    if p.is_dir():
+        if not (p / CONFIG_NAME).is_file() and (p / "release" / CONFIG_NAME).is_file():
+            p = p / "release"  # a run directory
+        return from_pretrained(p, img_size=img_size)
+    if not p.is_file():
+        from ..registry import resolve_name
+
+        name = resolve_name(str(source))  # a registered name: released weights
+        from ..factory import create_model
+
+        return create_model(name, pretrained=True, img_size=img_size)
+    from .checkpoint import load_checkpoint
+
+    if p.suffix == ".pth" and (p.with_name(p.name + ".sha256")).exists():
+        st = load_checkpoint(p)
+        if isinstance(st.get("config"), dict):  # our training checkpoint: rebuild the model from its config
+            from .config import TrainConfig
+            from .model_setup import build_model
+
+            cfg = TrainConfig(**{**st["config"], "initial_checkpoint": None, "pretrained": False})
+            model = build_model(cfg, cfg.num_classes)
+            model.load_state_dict(st["model"])
+            model.label_names = st.get("label_names")
+            if img_size is not None and img_size != model.cfg.img_size[0]:
+                raise ValueError("--img-size with a training checkpoint: save a release dir first (crossvit train)")
+            return model
+    if not model_name:
+        raise ValueError(f"{p}: a plain weights file needs --model NAME to know the architecture")
+    from ..factory import create_model
+    from ..weights import read_state_dict
+
+    num_classes = read_state_dict(p)["head.0.weight"].shape[0]
+    return create_model(model_name, checkpoint=p, num_classes=num_classes, img_size=img_size)
+
+
+def eval_dataset(data: str | None, model: CrossViT, transform) -> Dataset:
+    """Validation images mapped onto the model's class indices (by label name when the model has names)."""
+    if data in (None, DIGITS):
+        _, ds = digits_datasets(size=32, val_fraction=0.2)
+        ds.transform = transform
+        classes = ds.classes
+    else:
+        root = Path(data)
+        d = root / "val" if (root / "val").is_dir() else root
+        classes, samples = scan_folder(d)
+        ds = FolderDataset(samples, classes, transform, BadImagePolicy("skip"))
+    names = getattr(model, "label_names", None)
+    if names and set(classes) <= set(names):
+        remap = {i: names.index(c) for i, c in enumerate(classes)}
+        if any(k != v for k, v in remap.items()):
+            ds = _Remapped(ds, remap)
+    elif len(classes) > model.num_classes:
+        raise ValueError(f"{data}: {len(classes)} class folders but the model has {model.num_classes} classes")
+    return ds
+
+
+class _Remapped(Dataset):
+    def __init__(self, ds: Dataset, remap: dict[int, int]) -> None:
+        self.ds, self.remap = ds, remap
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        x, y = self.ds[i]
+        return x, self.remap[y]
+
+
+def validate(
+    model: CrossViT | str | Path,
+    data: str | Dataset | None = None,
+    img_size: int | None = None,
+    crop_pct: float | None = None,
+    batch_size: int = 64,
+    workers: int = 2,
+    amp: str = "fp32",
+    device: str = "cpu",
+    out_dir: str | Path | None = None,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``model`` on ``data`` (a dataset yielding preprocessed tensors, a directory, or 'digits').
+
+    Returns top1, top5 (%), loss (mean cross-entropy), per_class (name -> % correct, None if absent),
+    top1_branch_s / top1_branch_l (each branch head alone), confusion (rows = true class), images.
+    With ``out_dir``: metrics.json and confusion.png are written there.
+    """
+    if not isinstance(model, CrossViT):
+        model = load_model(model, model_name, img_size)
+    elif img_size is not None and img_size != model.cfg.img_size[0]:
+        raise ValueError(f"img_size {img_size}: rebuild the model at that size (crossvit.from_pretrained(img_size=))")
+    dev = torch.device(device)
+    model = model.to(dev).eval()
+    ds = data if isinstance(data, Dataset) else eval_dataset(data, model, eval_transform(model, crop_pct=crop_pct))
+    if len(ds) == 0:
+        raise ValueError(f"{data}: no images to evaluate")
+    dl = DataLoader(ds, batch_size=batch_size, num_workers=workers if not isinstance(data, Dataset) else 0)
+    t0 = time.perf_counter()
+    m = evaluate(model, dl, dev, resolve_amp(amp, dev), num_classes=model.num_classes, branches=True)
+    conf = m.pop("confusion")
+    names = list(getattr(model, "label_names", None) or [str(i) for i in range(model.num_classes)])
+    totals = conf.sum(1)
+    m["per_class"] = {
+        n: (100.0 * conf[i, i].item() / totals[i].item() if totals[i] > 0 else None) for i, n in enumerate(names)
+    }
+    m["confusion"] = conf.tolist()
+    m["label_names"] = names
+    dc = data_config(model)
+    m["input_size"] = list(dc["input_size"])
+    m["crop_pct"] = dc["crop_pct"] if crop_pct is None else crop_pct
+    m["seconds"] = time.perf_counter() - t0
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(m, indent=2) + "\n")
+        plot_confusion(conf, names, out / "confusion.png")
+    return m
+
+
+def plot_confusion(conf: torch.Tensor, names: list[str], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(names)
+    size = min(20, 2 + 0.4 * k)
+    fig, ax = plt.subplots(figsize=(size, size))
+    rows = conf.double() / conf.sum(1, keepdim=True).clamp(min=1)
+    ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if k <= 50:
+        ax.set_xticks(range(k), names, rotation=90, fontsize=8)
+        ax.set_yticks(range(k), names, fontsize=8)
+        if k <= 20:
+            for i in range(k):
+                for j in range(k):
+                    if conf[i, j]:
+                        ax.text(
+                            j,
+                            i,
+                            int(conf[i, j]),
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if rows[i, j] > 0.5 else "black",
+                        )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (row-normalised colour, counts)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
