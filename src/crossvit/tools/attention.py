@@ -233,7 +233,8 @@ def main(args: argparse.Namespace) -> int:
     written = [
         draw_branch(model, maps, b, img, args.out / f"{stem}_branch{b}.png", args.cmap, args.dpi) for b in (0, 1)
     ]
-    title = f"{Path(args.image).name}: top-1 {label} ({probs[top]:.2f}); {Path(args.checkpoint).name}"
+    ckpt = "/".join(Path(args.checkpoint).resolve().parts[-2:])
+    title = f"{Path(args.image).name}: top-1 {label} ({probs[top]:.2f}); {ckpt}"
     written.append(draw_summary(model, maps, img, args.out / f"{stem}_summary.png", args.cmap, title, args.dpi))
     arrays = {f"branch{m.branch}_enc{m.encoder}_mod{m.module}": m.patches for m in maps}
     arrays |= {f"branch{m.branch}_enc{m.encoder}_mod{m.module}_self": m.self_weight for m in maps}
