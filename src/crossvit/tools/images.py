@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -95,16 +96,23 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory")
+    return decode_image(path, str(path))
+
+
+def decode_image(fp: str | Path | BinaryIO, name: str) -> Image.Image:
+    """The one robust decoder (also behind :mod:`crossvit.data.images`): a path or binary file object -> RGB,
+    upright. Any failure (unreadable, truncated, not an image, a decompression bomb) is an ImageReadError naming
+    ``name``."""
     try:
-        with Image.open(path) as im:
+        with Image.open(fp) as im:
             im.load()  # decode now: truncated files fail here, not later inside a batch
             img = ImageOps.exif_transpose(im) or im
             return to_rgb(img).copy()
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image PIL can decode") from None
+        raise ImageReadError(f"{name}: not an image PIL can decode") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageReadError(f"{path}: cannot read image ({msg})") from None
+        raise ImageReadError(f"{name}: cannot read image ({msg})") from None
 
 
 def as_pil(image: object) -> Image.Image:
