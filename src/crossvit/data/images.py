@@ -6,47 +6,38 @@ policy = BadImagePolicy("skip", log_file=run_dir / "skipped_images.txt")
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
+
+from ..tools.images import ImageReadError, decode_image
+from ..tools.images import load_image as _load_image
 
 log = logging.getLogger("crossvit")
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-class BadImageError(ValueError):
-    """An image file that cannot be decoded; the message names the file."""
+# One decoding implementation for training and the tools: crossvit.tools.images.decode_image (RGB via to_rgb: 16-bit
+# rescaled, transparency on white; EXIF orientation applied; truncated files, non-images and bombs refused).
+BadImageError = ImageReadError  # an image file that cannot be decoded; the message names the file
 
 
 def load_image(path: str | Path) -> Image.Image:
     """Decode ``path`` fully into an RGB image with its EXIF orientation applied; BadImageError if it cannot."""
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now: truncated files fail here, not later inside a transform
-            im = ImageOps.exif_transpose(im)
-            return im.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise BadImageError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    return _load_image(path)
 
 
 def decode_bytes(data: bytes, name: str) -> Image.Image:
     """Decode an in-memory image (a tar member); BadImageError naming ``name`` if it cannot."""
-    import io
-
-    return load_image_from(io.BytesIO(data), name)
+    return decode_image(io.BytesIO(data), name)
 
 
 def load_image_from(fp, name: str) -> Image.Image:
-    try:
-        with Image.open(fp) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return im.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise BadImageError(f"{name}: cannot read image ({type(e).__name__}: {e})") from None
+    return decode_image(fp, name)
 
 
 class BadImagePolicy:
