@@ -1,0 +1,199 @@
+"""Bad images never kill a run: the generated corpus (tests/badimages.py) through both readers, the training loop
+(skip and --on-bad-image error) and ``crossvit predict``.
+
+    pytest tests/test_reliability_images.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from badimages import TINY_MODEL_ARGS, TINY_TRAIN, good_png, make_corpus, make_image_folder, restore_permissions
+
+import crossvit
+from crossvit.cli import main as cli
+from crossvit.data import images as data_images
+from crossvit.tools import images as tool_images
+
+READERS = {
+    "data": (data_images.load_image, data_images.BadImageError),
+    "tools": (tool_images.load_image, tool_images.ImageReadError),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    cases = make_corpus(d)
+    yield d, cases
+    restore_permissions(d)
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_corpus_read_or_refused_naming_the_file(corpus, reader):
+    d, cases = corpus
+    load, err = READERS[reader]
+    for c in cases:
+        p = d / c.name
+        if c.expect == "ok":
+            img = load(p)
+            assert img.mode == "RGB", c.name
+            assert img.size == c.size, (c.name, img.size, c.size)
+        else:
+            with pytest.raises(err) as e:
+                load(p)
+            assert str(p) in str(e.value), (c.name, str(e.value))
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_corpus_content_is_right(corpus, reader):
+    d, _ = corpus
+    load, _ = READERS[reader]
+    rot = np.asarray(load(d / "exif_rot6.jpg"))  # (H=40, W=20, 3): upright means red on top, blue at the bottom
+    assert rot.shape == (40, 20, 3)
+    assert rot[5, 10, 0] > 200 and rot[5, 10, 2] < 60, rot[5, 10]
+    assert rot[35, 10, 2] > 200 and rot[35, 10, 0] < 60, rot[35, 10]
+    cmyk = np.asarray(load(d / "cmyk.jpg")).reshape(-1, 3).mean(0)  # CMYK (0, 255, 255, 0) is red
+    assert cmyk[0] > 200 and cmyk[1] < 60 and cmyk[2] < 60, cmyk
+    g16 = np.asarray(load(d / "gray16.png"))[:, :, 0].astype(float)  # 0..65535 ramp -> 0..255 ramp, not clipped
+    assert g16.min() < 5 and g16.max() > 250
+    assert 100 < g16[8, 16] < 156, g16[8, 16]
+    assert np.asarray(load(d / "one_pixel.png"))[0, 0].tolist() == [10, 200, 30]
+
+
+def test_both_readers_agree_pixel_for_pixel(corpus):
+    """One decoding implementation behind both import paths: identical RGB arrays for every readable case."""
+    d, cases = corpus
+    for c in cases:
+        if c.expect == "ok":
+            a = np.asarray(data_images.load_image(d / c.name))
+            b = np.asarray(tool_images.load_image(d / c.name))
+            assert np.array_equal(a, b), c.name
+
+
+def test_unreadable_file_as_another_user():
+    """chmod 000 is no barrier to root, so when root runs the tests the read is repeated in a child that has
+    dropped to uid 65534 (nobody); both readers must refuse it with the file named."""
+    d = Path(tempfile.mkdtemp(prefix="crossvit-unreadable-"))
+    try:
+        os.chmod(d, 0o755)
+        cases = make_corpus(d)
+        p = d / "unreadable.png"
+        if os.getuid() != 0:
+            assert cases[-1].expect == "bad"
+            for load, err in READERS.values():
+                with pytest.raises(err, match=str(p)):
+                    load(p)
+            return
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: drop root, try both readers, report through the pipe
+            code = 0
+            try:
+                os.close(r)
+                os.setgid(65534)
+                os.setuid(65534)
+                msgs = []
+                for load, err in READERS.values():
+                    try:
+                        load(p)
+                        msgs.append("READ")
+                    except err as e:
+                        msgs.append(str(e))
+                os.write(w, json.dumps(msgs).encode())
+            except BaseException as e:  # noqa: BLE001 - report anything to the parent
+                os.write(w, json.dumps([f"child failed: {e!r}"]).encode())
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        with os.fdopen(r) as f:
+            msgs = json.loads(f.read() or "[]")
+        os.waitpid(pid, 0)
+        if msgs and msgs[0].startswith("child failed: PermissionError") and "setuid" in msgs[0]:
+            pytest.skip("cannot drop privileges here to make a file unreadable")
+        assert len(msgs) == 2, msgs
+        for m in msgs:
+            assert m != "READ" and str(p) in m, msgs
+    finally:
+        restore_permissions(d)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _folder_with_bad_images(root: Path, corpus_dir: Path, cases) -> tuple[Path, set[str]]:
+    """Tiny ImageFolder (2 classes x 4 good images) with the whole corpus mixed into train/ of both classes."""
+    data = make_image_folder(root / "data", per_class=4)
+    bad = set()
+    for i, c in enumerate(cases):
+        dst = data / "train" / ("a" if i % 2 else "b") / c.name
+        if c.name == "unreadable.png":
+            dst.write_bytes(good_png(7, 8))
+            os.chmod(dst, 0)
+        else:
+            shutil.copyfile(corpus_dir / c.name, dst)
+        if c.expect == "bad":
+            bad.add(str(dst))
+    return data, bad
+
+
+def test_training_skips_bad_images_and_lists_them(corpus, tmp_path, caplog):
+    from crossvit.train import TrainConfig, train
+
+    d, cases = corpus
+    data, bad = _folder_with_bad_images(tmp_path, d, cases)
+    cfg = TrainConfig(data=str(data), output=str(tmp_path / "runs"), experiment="skip", **TINY_TRAIN)
+    with caplog.at_level(logging.WARNING, logger="crossvit"):
+        r = train(cfg)
+    assert r["steps"] >= 2  # every step ran: the bad files were replaced, not fatal
+    listed = (Path(r["run_dir"]) / "skipped_images.txt").read_text().splitlines()
+    names = [line.split("\t")[0] for line in listed]
+    assert sorted(names) == sorted(bad)  # each bad file once, no good file
+    for n in bad:
+        assert any(n in rec.getMessage() for rec in caplog.records), n  # a warning names each one
+
+
+def test_on_bad_image_error_stops_naming_the_file(corpus, tmp_path):
+    d, cases = corpus
+    data, bad = _folder_with_bad_images(tmp_path, d, cases)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY_TRAIN, "model_args": TINY_MODEL_ARGS}))
+    cmd = [sys.executable, "-m", "crossvit", "train", str(data), "-c", str(recipe), "--on-bad-image", "error"]
+    cmd += ["--output", str(tmp_path / "runs"), "--experiment", "err"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr[-2000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("crossvit train: error:"), p.stderr[-2000:]
+    assert any(b in last for b in bad), last
+    assert not (tmp_path / "runs" / "err" / "last.pth").exists()
+
+
+def test_predict_answers_for_the_good_ones(corpus, tmp_path, capsys):
+    d, cases = corpus
+    cfg = crossvit.CrossViTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_MODEL_ARGS.items()})
+    torch.manual_seed(0)
+    crossvit.save_pretrained(crossvit.CrossViT(cfg.replace(num_classes=2)), tmp_path / "rel", label_names=["a", "b"])
+    out = tmp_path / "preds.json"
+    rc = cli(["predict", str(d), "--checkpoint", str(tmp_path / "rel"), "--format", "json", "--output", str(out)])
+    assert rc == 0
+    res = {Path(r["image"]).name: r for r in json.loads(out.read_text())}
+    assert set(res) == {c.name for c in cases}
+    for c in cases:
+        r = res[c.name]
+        if c.expect == "ok":
+            assert r["error"] is None and len(r["topk"]) == 2, r
+        else:
+            assert r["topk"] == [] and c.name in r["error"], r
+    err = capsys.readouterr().err
+    n_bad = sum(c.expect == "bad" for c in cases)
+    assert f"{len(cases) - n_bad} of {len(cases)} images predicted, {n_bad} unreadable" in err
