@@ -1,8 +1,9 @@
 """Training checkpoints you can trust: full state, atomic writes, a checksum sidecar, newest-good auto-resume.
 
 ``last.pth`` / ``best.pth`` hold tensors and plain Python values only, so they load with ``weights_only=True``.
-Next to each, ``last.pth.sha256`` records ``<sha256> <size> <epoch>``; a truncated or altered file fails the check
-with an error naming it.
+Next to each, ``last.pth.sha256`` records ``<sha256> <size> <epoch>`` of the file and of the one it replaced (a
+process killed between the two renames leaves a pair that still verifies); a truncated or altered file fails the
+check with an error naming it.
 
     save_checkpoint(run_dir / "last.pth", state)
     state = load_checkpoint(run_dir / "last.pth")       # CheckpointError if damaged
@@ -80,18 +81,53 @@ def _write_tmp(d: Path, name: str, data: bytes) -> str:
     return tmp
 
 
+def _records(side: Path) -> list[tuple[str, int, int]]:
+    """(sha256, size, epoch) lines of a sidecar: the current file first, then the one it replaced."""
+    out = []
+    for line in side.read_text().splitlines():
+        if line.strip():
+            digest, size, epoch = line.split()
+            out.append((digest, int(size), int(epoch)))
+    if not out:
+        raise ValueError("empty")
+    return out
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically (temp file in the same dir, fsync, rename, fsync the dir) plus its checksum."""
+    """Write ``state`` atomically (temp file in the same dir, fsync, rename, fsync the dir) plus its checksum.
+
+    The sidecar is renamed into place first and lists the new file *and* the one being replaced, so whenever the
+    process dies, ``path`` matches one of its records. A failed write (e.g. a full disk) keeps the previous file and
+    raises a CheckpointError that says so.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    side = path.with_name(path.name + ".sha256")
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed mid-save
+        stale.unlink(missing_ok=True)
     buf = io.BytesIO()
     torch.save(state, buf)
     data = buf.getvalue()
-    side = f"{hashlib.sha256(data).hexdigest()} {len(data)} {int(state.get('epoch', -1))}\n".encode()
-    tmp = _write_tmp(path.parent, path.name, data)
-    tmp_side = _write_tmp(path.parent, path.name + ".sha256", side)
+    lines = [f"{hashlib.sha256(data).hexdigest()} {len(data)} {int(state.get('epoch', -1))}\n"]
+    prev_epoch = None
+    if path.is_file() and side.is_file():
+        try:
+            digest, size, prev_epoch = _records(side)[0]
+            lines.append(f"{digest} {size} {prev_epoch}\n")
+        except ValueError:
+            pass
+    tmp = tmp_side = None
+    try:
+        tmp = _write_tmp(path.parent, path.name, data)
+        tmp_side = _write_tmp(path.parent, path.name + ".sha256", "".join(lines).encode())
+    except OSError as e:
+        for t in (tmp, tmp_side):
+            if t:
+                Path(t).unlink(missing_ok=True)
+        kept = f"the previous {path.name} (epoch {prev_epoch}) is kept" if prev_epoch is not None else "nothing kept"
+        raise CheckpointError(f"{path}: not saved ({e.strerror or e}); {kept}") from e
+    os.replace(tmp_side, side)
     os.replace(tmp, path)
-    os.replace(tmp_side, path.with_name(path.name + ".sha256"))
     _fsync_dir(path.parent)
     return path
 
@@ -105,20 +141,22 @@ def verify_checkpoint(path: str | Path) -> int:
     if not side.is_file():
         raise CheckpointError(f"{path}: no checksum file {side.name} next to it; cannot verify it")
     try:
-        digest, size, epoch = side.read_text().split()
-        size_i, epoch_i = int(size), int(epoch)
+        records = _records(side)
     except ValueError:
         raise CheckpointError(f"{side}: malformed checksum file") from None
     actual = path.stat().st_size
-    if actual != size_i:
-        raise CheckpointError(f"{path}: {actual} bytes but {size_i} were written; the file is truncated or altered")
+    if all(size != actual for _, size, _ in records):
+        raise CheckpointError(
+            f"{path}: {actual} bytes but {records[0][1]} were written; the file is truncated or altered"
+        )
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    if h.hexdigest() != digest:
-        raise CheckpointError(f"{path}: sha256 does not match {side.name}; the file is corrupted or altered")
-    return epoch_i
+    for digest, size, epoch in records:
+        if digest == h.hexdigest() and size == actual:
+            return epoch
+    raise CheckpointError(f"{path}: sha256 does not match {side.name}; the file is corrupted or altered")
 
 
 def load_checkpoint(path: str | Path, verify: bool = True) -> dict[str, Any]:
@@ -131,7 +169,13 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any reader failure is one clear message naming the file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"{path}: refused to unpickle it: it holds Python objects beyond tensors, which could run code "
+                f"({msg[:200]}). Only checkpoints written by crossvit (tensors and plain values) are loaded."
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {msg[:200]})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a crossvit training checkpoint (no 'model' entry)")
     return state
