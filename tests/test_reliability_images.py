@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from badimages import TINY_MODEL_ARGS, TINY_TRAIN, good_png, make_corpus, make_image_folder, restore_permissions
 
 import crossvit
+from badimages import TINY_MODEL_ARGS, TINY_TRAIN, good_png, make_corpus, make_image_folder, restore_permissions
 from crossvit.cli import main as cli
 from crossvit.data import images as data_images
 from crossvit.tools import images as tool_images
