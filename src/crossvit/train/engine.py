@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,8 @@ from .distributed import all_reduce_sum, all_reduce_tensor
 from .precision import autocast
 from .progress import StepProgress
 
+log = logging.getLogger("crossvit")
+
 
 @dataclass
 class EpochResult:
@@ -21,6 +24,7 @@ class EpochResult:
     img_s: float
     lr: float
     step: int
+    skipped: int = 0  # steps whose loss was NaN/inf and that were skipped (--skip-nonfinite)
 
 
 def train_one_epoch(
@@ -41,11 +45,17 @@ def train_one_epoch(
     clip_grad: float | None = None,
     show: bool = True,
     log_interval: int = 50,
+    skip_nonfinite: int = 0,
 ) -> EpochResult:
-    """``steps`` optimizer steps over ``loader``; the lr follows ``scheduler`` by global step."""
+    """``steps`` optimizer steps over ``loader``; the lr follows ``scheduler`` by global step.
+
+    A NaN/inf loss (on any rank: the ranks agree) skips that step while fewer than ``skip_nonfinite`` were skipped
+    in this call, else raises FloatingPointError naming the epoch, step and learning rate.
+    """
     model.train()
     progress = StepProgress(steps, epoch, epochs, show, log_interval)
     loss_sum, n_seen, step, lr = 0.0, 0, start_step, scheduler.lr_at(start_step)
+    skipped = 0
     it = iter(loader)
     for i in range(steps):
         try:
@@ -59,9 +69,21 @@ def train_one_epoch(
         with autocast(amp, device):
             out = model(x)  # (B, num_classes)
             loss = criterion(out, y)
-        if not math.isfinite(loss.item()):
+        loss_val = loss.item()
+        bad = not math.isfinite(loss_val)
+        if all_reduce_sum([float(bad)], device)[0] > 0:  # identity on one process; under DDP all ranks agree
+            where = f"at epoch {epoch + 1} step {i + 1} (global step {step + 1}) with lr {lr:.4g}"
+            if skipped < skip_nonfinite:
+                skipped += 1
+                step += 1
+                optimizer.zero_grad(set_to_none=True)
+                log.warning(
+                    "loss is %s %s: step skipped (%d of --skip-nonfinite %d)", loss_val, where, skipped, skip_nonfinite
+                )
+                continue
             raise FloatingPointError(
-                f"loss is {loss.item()} at epoch {epoch + 1} step {i + 1}; lower --lr or use --amp fp32"
+                f"loss is {loss_val} {where}; stopped, the last good checkpoint is kept. Lower --lr, use --amp fp32 "
+                f"or --clip-grad, or let --skip-nonfinite N skip such steps"
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -78,7 +100,7 @@ def train_one_epoch(
         progress.update(i, loss.item(), lr, x.shape[0])
     img_s = progress.close()
     total_loss, total_n = all_reduce_sum([loss_sum, float(n_seen)], device)
-    return EpochResult(total_loss / max(1.0, total_n), int(total_n), img_s, lr, step)
+    return EpochResult(total_loss / max(1.0, total_n), int(total_n), img_s, lr, step, skipped)
 
 
 @torch.no_grad()
