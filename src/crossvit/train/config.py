@@ -118,6 +118,7 @@ class TrainConfig:
     tensorboard: bool = _f(True, "write TensorBoard scalars to the run dir")
     save_release: bool = _f(True, "write the release dir (model.safetensors + config.json) at the end")
     dist_timeout: float = _f(600.0, "seconds a rank waits for the others before the process group fails")
+    skip_nonfinite: int = _f(0, "skip up to this many steps whose loss is NaN/inf (default 0: stop at the first)")
     label_names: list | None = _f(None, "class names (default: folder names)", nargs="+", type=str)
 
     # ---------------------------------------------------------------------------------------------------------------
@@ -165,6 +166,7 @@ class TrainConfig:
             (self.workers >= 0, "--workers", f"must be >= 0, got {self.workers}"),
             (self.aug_repeats is None or self.aug_repeats >= 0, "--aug-repeats", "must be >= 0"),
             (self.dist_timeout > 0, "--dist-timeout", "must be > 0 seconds"),
+            (self.skip_nonfinite >= 0, "--skip-nonfinite", f"must be >= 0, got {self.skip_nonfinite}"),
             (self.val_fraction is None or self.val_fraction > 0, "--val-split-size", "must be > 0"),
         ]
         for ok, option, why in checks:
