@@ -78,7 +78,10 @@ def train_one_epoch(
                 step += 1
                 optimizer.zero_grad(set_to_none=True)
                 log.warning(
-                    "loss is %s %s: step skipped (%d of --skip-nonfinite %d)", loss_val, where, skipped, skip_nonfinite
+                    "loss is %s %s: step skipped (--skip-nonfinite allows %d more)",
+                    loss_val,
+                    where,
+                    skip_nonfinite - skipped,
                 )
                 continue
             raise FloatingPointError(

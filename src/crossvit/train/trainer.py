@@ -154,7 +154,16 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             log.info("--resume auto: no good checkpoint in %s, starting fresh", run_dir)
     if resume:
         st = load_checkpoint(resume)
-        model.load_state_dict(st["model"])
+        try:
+            model.load_state_dict(st["model"])
+        except RuntimeError as e:  # another architecture: name the option and both models
+            saved = st.get("config") or {}
+            first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
+            raise ValueError(
+                f"--resume {resume}: checkpoint of another architecture (model {saved.get('model')}, model_args "
+                f"{saved.get('model_args')}, img_size {saved.get('img_size')}) than this run's (model {cfg.model}, "
+                f"model_args {cfg.model_args}, img_size {cfg.img_size}): {first[:300]}"
+            ) from None
         if ema is not None and st.get("model_ema") is not None:
             ema.module.load_state_dict(st["model_ema"])
         optimizer.load_state_dict(st["optimizer"])
@@ -202,6 +211,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         )
 
     metrics: dict[str, Any] = {}
+    skipped = 0  # NaN/inf steps skipped so far: --skip-nonfinite is a budget for the whole run
     try:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -224,8 +234,10 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                 cfg.clip_grad,
                 dist.is_main,
                 cfg.log_interval,
+                skip_nonfinite=cfg.skip_nonfinite - skipped,
             )
             step = res.step
+            skipped += res.skipped
             eval_model = ema.module if ema is not None else model
             metrics = evaluate(eval_model, val_dl, dist.device, amp) if val_dl is not None else {}
             top1 = metrics.get("top1")
