@@ -76,6 +76,19 @@ def all_reduce_tensor(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def is_comm_error(e: BaseException) -> bool:
+    """True for the errors a collective raises when a peer died, hung past the timeout or the store went away."""
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    text = str(e)
+    return any(k in text for k in ("gloo", "Gloo", "NCCL", "Connection reset", "Connection closed", "Timed out"))
+
+
+def first_line(e: BaseException) -> str:
+    line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return line[:300]
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
