@@ -111,6 +111,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     dist = D.setup(cfg.device, cfg.dist_timeout)
     try:
         return _train(cfg, arch.img_size[0], dist, t_start)
+    except RuntimeError as e:
+        if dist.enabled and D.is_comm_error(e):  # a rank died or hung: say so instead of gloo/NCCL internals
+            raise RuntimeError(
+                f"rank {dist.rank} of {dist.world}: lost contact with the other processes ({D.first_line(e)}); "
+                f"a rank died or stalled longer than --dist-timeout {cfg.dist_timeout:g}s. The last checkpoint is "
+                "kept: restart and continue with --resume auto"
+            ) from e
+        raise
     finally:
         D.cleanup()
 
