@@ -6,6 +6,8 @@ compares top-1 of fp32 eager against each bf16 path on held-out images (the last
 
     python benchmarks/bf16_agreement.py --data ../shared/datasets/cifar10/train --minutes 6 --json bf16.json
     python benchmarks/bf16_agreement.py --data ... --checkpoint runs/x/model.safetensors   # your own weights
+    python benchmarks/bf16_agreement.py --release DIR --digits   # a trained release (e.g. `crossvit demo`'s) on
+                                                                  # the 1,797 real scanned digits it was trained on
 """
 
 from __future__ import annotations
@@ -49,6 +51,17 @@ def load_split(root: Path, held_out: int) -> tuple[torch.Tensor, torch.Tensor, t
     return norm(xs), torch.tensor(ys), norm(hx), torch.tensor(hy)
 
 
+def load_digits(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1,797 scanned digits at the model's size, normalised with the model's mean / std."""
+    from crossvit.data.digits import digits_arrays
+
+    dc = crossvit.data_config(model)
+    arrays, labels = digits_arrays(size=dc["input_size"][-1])
+    t = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255  # (N, H, W, 3) -> (N, 3, H, W)
+    mean, std = torch.tensor(dc["mean"]).view(1, 3, 1, 1), torch.tensor(dc["std"]).view(1, 3, 1, 1)
+    return (t - mean) / std, torch.tensor(labels)
+
+
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, minutes: float, batch: int) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05, fused=True)
     model.train()
@@ -78,18 +91,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("../shared/datasets/cifar10/train"))
     p.add_argument("--checkpoint", type=Path, default=None, help="weights of the CIFAR-size model (skip training)")
+    p.add_argument("--release", type=Path, default=None, help="a release directory (crossvit.from_pretrained)")
+    p.add_argument("--digits", action="store_true", help="compare on scikit-learn's 1,797 digits (with --release)")
     p.add_argument("--minutes", type=float, default=6.0, help="training time budget")
     p.add_argument("--held-out", type=int, default=200, help="images per class kept for the comparison")
     p.add_argument("--compile", action="store_true", help="also check the bf16 compiled path")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     torch.manual_seed(0)
-    x, y, hx, hy = load_split(args.data, args.held_out)
-    model = crossvit.create_model(crossvit.CrossViTConfig(**CIFAR), checkpoint=args.checkpoint)
-    steps = 0 if args.checkpoint else train(model, x, y, args.minutes, 128)
+    if args.release:
+        model = crossvit.from_pretrained(args.release)
+        hx, hy = load_digits(model) if args.digits else load_split(args.data, args.held_out)[2:]
+        out = {"weights": f"release {args.release}", "images_from": "sklearn digits" if args.digits else str(args.data)}
+    else:
+        x, y, hx, hy = load_split(args.data, args.held_out)
+        model = crossvit.create_model(crossvit.CrossViTConfig(**CIFAR), checkpoint=args.checkpoint)
+        steps = 0 if args.checkpoint else train(model, x, y, args.minutes, 128)
+        out = {"weights": str(args.checkpoint) if args.checkpoint else f"trained here: {steps} steps of 128, bf16"}
     model.eval()
     ref = predict(model, hx)
-    out = {"weights": str(args.checkpoint) if args.checkpoint else f"trained here: {steps} steps of 128, bf16 autocast"}
     out["fp32_top1"] = (ref.argmax(1) == hy).float().mean().item()
     paths = {
         "bf16 eager": to_inference(copy.deepcopy(model), "bf16"),

@@ -1,0 +1,180 @@
+"""The CIFAR-10 comparison of issue 8: data split, the queue of runs (one after another, resumable), final evaluation.
+
+    python benchmarks/cifar10_runs.py prepare                     # runs/cifar10/data (symlinks, read-only source)
+    nohup nice -n 5 python benchmarks/cifar10_runs.py queue --deadline 13:00 > runs/cifar10/queue.log 2>&1 &
+    python benchmarks/cifar10_runs.py one --model crossvit_cifar_36 --seed 0     # a single run (resumes)
+    crossvit results runs/cifar10 --out docs/results-cifar10.md                 # the table and the curves
+
+Each run is ``crossvit.train.train`` on ``configs/cifar10.yaml`` with --model/--seed/--experiment changed, in its own
+process; the run dir (runs/cifar10/<model>-s<seed>) holds config.yaml, summary.csv, last.pth, release/, and what this
+script adds: validate.json (top-1 of the ensemble and of each branch head on the validation split) and run.json
+(threads, start/end, wall seconds). A killed run resumes from last.pth when the queue is started again; a finished
+run (run.json present) is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "configs" / "cifar10.yaml"
+SOURCE = ROOT.parent / "shared" / "datasets" / "cifar10" / "train"
+OUT = ROOT / "runs" / "cifar10"
+VAL_PER_CLASS = 200  # fixed validation split carved from train/ (split_samples seed 0): 2,000 images
+TRAIN_PER_CLASS = 500  # training subset drawn from the rest (split_samples seed 1): 5,000 images
+
+# priority order of the brief; extra seeds last (skipped when the deadline does not leave room)
+QUEUE: list[tuple[str, int]] = [
+    ("crossvit_cifar_36", 0),
+    ("crossvit_cifar_single_36", 0),
+    ("crossvit_cifar_fuse_none_36", 0),
+    ("crossvit_cifar_fuse_clstoken_36", 0),
+    ("crossvit_cifar_fuse_allattn_36", 0),
+    ("crossvit_cifar_fuse_pairwise_36", 0),
+    ("crossvit_cifar_single_36", 1),
+    ("crossvit_cifar_fuse_clstoken_36", 1),
+    ("crossvit_cifar_36", 1),
+    ("crossvit_cifar_single_36", 2),
+    ("crossvit_cifar_36", 2),
+    ("crossvit_cifar_fuse_clstoken_36", 2),
+]
+
+
+def run_name(model: str, seed: int) -> str:
+    return f"{model}-s{seed}"
+
+
+def prepare(source: Path = SOURCE, out: Path = OUT / "data") -> None:
+    """``out/val`` and ``out/train`` as ImageFolder trees of symlinks into ``source`` (which is only read)."""
+    from crossvit.data.folder import scan_folder, split_samples
+
+    classes, samples = scan_folder(source)
+    rest, val = split_samples(samples, VAL_PER_CLASS, seed=0)
+    _, train = split_samples(rest, TRAIN_PER_CLASS, seed=1)
+    for split, items in (("val", val), ("train", train)):
+        for c in classes:
+            (out / split / c).mkdir(parents=True, exist_ok=True)
+        for path, label in items:
+            link = out / split / classes[label] / Path(path).name
+            if not link.exists():
+                link.symlink_to(Path(path).resolve())
+    print(
+        f"{out}: {len(train)} train / {len(val)} val images, {len(classes)} classes (from {len(samples)} in {source})"
+    )
+
+
+def one(model: str, seed: int, threads: int) -> int:
+    """Train (or resume) one run in this process, then evaluate its release on the validation split."""
+    import logging
+
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(threads)
+    from crossvit.data.build import build_data
+    from crossvit.hub import from_pretrained
+    from crossvit.train import trainer
+    from crossvit.train.config import load_yaml, resolve
+    from crossvit.train.engine import evaluate
+
+    # bf16 training on CPU: explicit-matmul attention (the SDPA backward is the slow path), see crossvit.fast
+    build = trainer.build_model
+
+    def build_math(cfg, num_classes):
+        m = build(cfg, num_classes)
+        m.set_attention_impl("math")
+        return m
+
+    trainer.build_model = build_math
+    name = run_name(model, seed)
+    cfg = resolve(None, base=load_yaml(RECIPE), model=model, seed=seed, experiment=name, output=str(OUT))
+    start = time.time()
+    r = trainer.train(cfg)
+    wall = time.time() - start
+    run_dir = Path(r["run_dir"])
+
+    net = from_pretrained(run_dir / "release").eval()
+    data = build_data(cfg, net.cfg.img_size[0])
+    loader = torch.utils.data.DataLoader(data.val, batch_size=256)
+    two = not getattr(net.cfg, "single_branch", False)
+    res = evaluate(net, loader, torch.device("cpu"), cfg.amp, branches=two)
+    res = {k: v for k, v in res.items() if k != "confusion"}
+    res.update(model=model, seed=seed, checkpoint=str(run_dir / "release"))
+    (run_dir / "validate.json").write_text(json.dumps(res, indent=2))
+    info = {
+        "model": model,
+        "seed": seed,
+        "threads": threads,
+        "start_utc": dt.datetime.fromtimestamp(start, dt.timezone.utc).isoformat(timespec="seconds"),
+        "end_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_s_this_process": wall,
+    }
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+    print(json.dumps(res))
+    return 0
+
+
+def _deadline(hhmm: str) -> float:
+    h, m = (int(v) for v in hhmm.split(":"))
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(hour=h, minute=m, second=0, microsecond=0).timestamp()
+
+
+def queue(deadline: str, busy_until: str, min_left_s: float) -> int:
+    """Every run of QUEUE, one after another, each killed at the deadline; finished runs are skipped."""
+    end, busy = _deadline(deadline), _deadline(busy_until)
+    durations: dict[str, float] = {}
+    for model, seed in QUEUE:
+        name = run_name(model, seed)
+        if (OUT / name / "run.json").exists():
+            continue
+        left = end - time.time()
+        need = max(min_left_s, 1.1 * durations.get(model, 0.0))
+        if left < need:
+            print(f"{time.strftime('%H:%M:%S')} skip {name}: {left:.0f} s left, needs ~{need:.0f} s", flush=True)
+            continue
+        threads = 1 if time.time() < busy else 2  # on a shared machine 2 threads stall each other
+        print(f"{time.strftime('%H:%M:%S')} start {name} ({threads} thread(s), {left:.0f} s left)", flush=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        cmd = [sys.executable, __file__, "one", "--model", model, "--seed", str(seed), "--threads", str(threads)]
+        t0 = time.time()
+        try:
+            rc = subprocess.run(cmd, env=env, timeout=left).returncode
+        except subprocess.TimeoutExpired:
+            print(f"{time.strftime('%H:%M:%S')} {name}: killed at the deadline (resumable)", flush=True)
+            return 1
+        durations[model] = time.time() - t0
+        print(f"{time.strftime('%H:%M:%S')} end {name}: rc {rc}, {durations[model]:.0f} s", flush=True)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("prepare", help="make runs/cifar10/data")
+    o = sub.add_parser("one", help="train + evaluate one run")
+    o.add_argument("--model", required=True)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--threads", type=int, default=1)
+    q = sub.add_parser("queue", help="all runs in priority order until the deadline")
+    q.add_argument("--deadline", default="13:00", help="UTC HH:MM at which the current run is killed")
+    q.add_argument("--busy-until", default="12:40", help="UTC HH:MM until which the CPU is shared (1 thread)")
+    q.add_argument("--min-left", type=float, default=240.0, help="do not start a run with fewer seconds left")
+    a = p.parse_args()
+    if a.cmd == "prepare":
+        prepare()
+        return 0
+    if a.cmd == "one":
+        return one(a.model, a.seed, a.threads)
+    return queue(a.deadline, a.busy_until, a.min_left)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
