@@ -1,0 +1,130 @@
+"""Distributed faults don't hang: two gloo ranks as real processes, one killed (SIGKILL) or frozen (SIGSTOP).
+
+    pytest tests/test_reliability_dist.py -q
+
+The ranks are launched the way torchrun launches them (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK in the
+environment) but without torchrun's agent, so what ends the surviving rank is our process-group timeout and error
+handling, not torchrun tearing the group down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch.distributed as dist
+import yaml
+
+from badimages import TINY_TRAIN, make_image_folder
+from crossvit.train import TrainConfig, train
+from crossvit.train import checkpoint as C
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(cmd: list[str], world: int = 2) -> list[subprocess.Popen]:
+    port = _free_port()
+    procs = []
+    for r in range(world):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world))
+        env.update(RANK=str(r), LOCAL_RANK=str(r), OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def wait_exit(p: subprocess.Popen, limit: float) -> tuple[int | None, float, str]:
+    t0 = time.monotonic()
+    try:
+        out, _ = p.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+        return None, time.monotonic() - t0, out
+    return p.returncode, time.monotonic() - t0, out
+
+
+def test_killed_rank_ends_the_other_with_an_error_and_nothing_is_lost(tmp_path):
+    timeout = 15.0
+    data = make_image_folder(tmp_path / "data", per_class=8)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY_TRAIN, "epochs": 500, "dist_timeout": timeout}))
+    run = tmp_path / "runs" / "d"
+    cmd = [sys.executable, "-m", "crossvit", "train", str(data), "-c", str(recipe), "--device", "cpu"]
+    procs = launch(cmd + ["--output", str(tmp_path / "runs"), "--experiment", "d"])
+    try:
+        t0 = time.monotonic()
+        while not (run / "last.pth.sha256").exists():  # mid-run: the first epoch is checkpointed
+            assert all(p.poll() is None for p in procs), [p.communicate()[0][-2000:] for p in procs]
+            assert time.monotonic() - t0 < 120, "the 2-rank run did not get through an epoch"
+            time.sleep(0.05)
+        os.kill(procs[1].pid, signal.SIGKILL)
+        rc, took, out = wait_exit(procs[0], timeout + 30)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+    assert rc is not None, f"rank 0 still running {took:.0f}s after rank 1 was killed:\n{out[-2000:]}"
+    assert rc != 0
+    assert "rank 0 of 2: lost contact with the other processes" in out and "--dist-timeout 15s" in out, out[-2000:]
+    epoch = C.verify_checkpoint(run / "last.pth")  # nothing lost: the last checkpoint is whole ...
+    assert epoch >= 1
+    kw = {**TINY_TRAIN, "data": str(data), "output": str(tmp_path / "runs"), "experiment": "d"}
+    r = train(TrainConfig(**{**kw, "epochs": epoch + 1, "resume": "auto"}))  # one process continues from it
+    assert C.load_checkpoint(run / "last.pth")["epoch"] == epoch + 1
+    assert r["steps"] > 0
+    print(f"\nRELIABILITY dist_kill rank0_exit_s={took:.1f} timeout_s={timeout:g} resumed_from_epoch={epoch}")
+
+
+STALL = textwrap.dedent(
+    """
+    import sys, time
+    from crossvit.train import distributed as D
+
+    info = D.setup("cpu", timeout_s=float(sys.argv[1]))
+    print("joined", flush=True)
+    try:
+        while True:  # what a training step does between ranks: a small all-reduce
+            D.all_reduce_sum([1.0], info.device)
+            time.sleep(0.01)
+    except RuntimeError as e:
+        print("comm_error", D.is_comm_error(e), D.first_line(e), flush=True)
+        sys.exit(3)
+    """
+)
+
+
+def test_stalled_rank_times_out_within_the_bound(tmp_path):
+    """SIGSTOP keeps rank 1's sockets open, so only the process-group timeout can end rank 0's wait."""
+    timeout = 4.0
+    script = tmp_path / "stall.py"
+    script.write_text(STALL)
+    procs = launch([sys.executable, str(script), str(timeout)])
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "joined"
+        time.sleep(0.3)
+        os.kill(procs[1].pid, signal.SIGSTOP)
+        rc, took, out = wait_exit(procs[0], timeout + 30)
+    finally:
+        os.kill(procs[1].pid, signal.SIGKILL)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+    assert rc == 3, (rc, took, out[-2000:])
+    assert "comm_error True" in out, out[-2000:]
+    assert took < timeout + 30
+    print(f"\nRELIABILITY dist_stall rank0_exit_s={took:.1f} timeout_s={timeout:g}")
