@@ -328,3 +328,43 @@ def test_every_loader_refuses_a_pickle_that_runs_code(tmp_path):
         assert "refused" in msg and "run code" in msg, (name, msg)
         assert not marker.exists(), name
     print(f"\nRELIABILITY hostile_pickle loaders={len(loaders)} refused={len(loaders)} marker=absent")
+
+
+# --- damaged release directories (from_pretrained, predict) ----------------------------------------------------------
+
+
+def _damage(d: Path, how: str) -> str:
+    w, c = d / "model.safetensors", d / "config.json"
+    data = w.read_bytes()
+    if how == "truncated weights":
+        w.write_bytes(data[: len(data) // 2])
+    elif how == "empty weights":
+        w.write_bytes(b"")
+    elif how == "altered header":
+        b = bytearray(data)
+        b[20] ^= 0x7F
+        w.write_bytes(bytes(b))
+    elif how == "pickle named .safetensors":
+        torch.save({"w": torch.zeros(1)}, w)
+    elif how == "truncated config":
+        c.write_text(c.read_text()[:100])
+        return str(c)
+    return str(w)
+
+
+@pytest.mark.parametrize(
+    "how", ["truncated weights", "empty weights", "altered header", "pickle named .safetensors", "truncated config"]
+)
+def test_damaged_release_dir_is_named_by_from_pretrained_and_predict(tmp_path, how, capsys):
+    from badimages import good_png
+    from crossvit.cli import main as cli
+
+    cfg = crossvit.CrossViTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_MODEL_ARGS.items()})
+    d = tmp_path / "rel"
+    crossvit.save_pretrained(crossvit.CrossViT(cfg.replace(num_classes=2)), d)
+    bad = _damage(d, how)
+    with pytest.raises(CheckpointError, match=bad):
+        crossvit.from_pretrained(d)
+    (tmp_path / "x.png").write_bytes(good_png())
+    assert cli(["predict", str(tmp_path / "x.png"), "--checkpoint", str(d)]) == 2
+    assert bad in capsys.readouterr().err
