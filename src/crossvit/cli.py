@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attention": ("crossvit.tools.attention", "draw cross-attention maps of an image"),
     "export": ("crossvit.tools.export", "export to ONNX or TorchScript, checked against PyTorch"),
     "benchmark": ("crossvit.tools.benchmark", "speed and memory against timm and other runtimes"),
+    "results": ("crossvit.tools.results", "results page (tables, learning curves) from training run directories"),
 }
 
 
