@@ -197,3 +197,38 @@ def test_predict_answers_for_the_good_ones(corpus, tmp_path, capsys):
     err = capsys.readouterr().err
     n_bad = sum(c.expect == "bad" for c in cases)
     assert f"{len(cases) - n_bad} of {len(cases)} images predicted, {n_bad} unreadable" in err
+
+
+def test_tar_shards_skip_bad_members_naming_shard_and_key(corpus, tmp_path):
+    from crossvit.data.images import BadImagePolicy
+    from crossvit.data.shards import ShardDataset, write_shards
+
+    d, cases = corpus
+    readable = [c for c in cases if c.name != "unreadable.png"]  # a tar member has no file permissions
+    paths = write_shards([(d / c.name, i % 2) for i, c in enumerate(readable)], tmp_path / "train", shard_size=8)
+    log = tmp_path / "skipped_images.txt"
+    out = list(ShardDataset(paths, None, train=False, policy=BadImagePolicy("skip", log)))
+    assert [im.size for im, _ in out] == [c.size for c in readable if c.expect == "ok"]
+    names = [line.split("\t")[0] for line in log.read_text().splitlines()]
+    expected = [f"{paths[i // 8]}:{i:08d}" for i, c in enumerate(readable) if c.expect == "bad"]
+    assert names == expected
+    with pytest.raises(data_images.BadImageError, match=str(paths[0])):
+        list(ShardDataset(paths, None, train=False, policy=BadImagePolicy("error")))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 7 request: a truncated shard should follow --on-bad-image skip")
+def test_truncated_shard_is_skipped_in_skip_mode(tmp_path):
+    from badimages import good_png
+    from crossvit.data.images import BadImagePolicy
+    from crossvit.data.shards import ShardDataset, write_shards
+
+    srcs = []
+    for i in range(16):
+        (tmp_path / f"{i}.png").write_bytes(good_png(i, 16))
+        srcs.append((tmp_path / f"{i}.png", i % 2))
+    paths = write_shards(srcs, tmp_path / "train", shard_size=8)
+    data = paths[1].read_bytes()
+    paths[1].write_bytes(data[: len(data) // 2])  # the copy was cut off mid-member
+    out = list(ShardDataset(paths, None, train=False, policy=BadImagePolicy("skip", tmp_path / "s.txt")))
+    assert 8 <= len(out) < 16
+    assert str(paths[1]) in (tmp_path / "s.txt").read_text()
