@@ -77,6 +77,9 @@ def one(model: str, seed: int, threads: int) -> int:
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if threads > 1 and os.getloadavg()[0] > threads + 0.5:  # others still busy: 2 threads would stall each other
+        logging.info("load %.1f: training with 1 thread instead of %d", os.getloadavg()[0], threads)
+        threads = 1
     torch.set_num_threads(threads)
     from crossvit.data.build import build_data
     from crossvit.hub import from_pretrained
