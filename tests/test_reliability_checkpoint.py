@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import crossvit
-from badimages import TINY_MODEL_ARGS, TINY_TRAIN, make_image_folder
+from badimages import TINY_MODEL_ARGS, TINY_TRAIN, make_image_folder, record
 from crossvit.train import checkpoint as C
 from crossvit.weights import CheckpointError, read_state_dict
 
@@ -139,7 +139,14 @@ def test_sigkill_at_random_moments_never_loses_last(tmp_path):
         assert epoch > first  # the writers made progress between kills
     finally:
         d.close()
-    print(f"\nRELIABILITY kill_random rounds={rounds} survived={rounds} mid_write={mid_write} epochs={first}->{epoch}")
+    record(
+        "crash mid-save",
+        "SIGKILL of a process saving 4 MiB checkpoints in a loop, random moments",
+        rounds,
+        rounds,
+        kills=rounds,
+        note=f"{mid_write} landed mid-write; epoch {first} -> {epoch}, never went back",
+    )
 
 
 KILL_POINTS = [  # the system calls of one save, in order
@@ -172,7 +179,14 @@ def test_sigkill_at_every_step_of_a_save(tmp_path):
             epoch = new
     finally:
         d.close()
-    print(f"\nRELIABILITY kill_points points={len(KILL_POINTS)} survived={len(KILL_POINTS)}")
+    record(
+        "crash mid-save",
+        "SIGKILL at each system call of one save",
+        len(KILL_POINTS),
+        len(KILL_POINTS),
+        kills=len(KILL_POINTS),
+        note="last.pth = old or new epoch each time",
+    )
 
 
 def _state(epoch: int, size: int = 1000) -> dict:
@@ -226,6 +240,7 @@ def test_disk_full_keeps_previous_checkpoint_and_says_so(tmp_path, monkeypatch, 
     assert path.read_bytes() == before
     assert C.load_checkpoint(path)["epoch"] == 1
     assert temp_files(tmp_path) == []
+    record("crash mid-save", f"ENOSPC in {fail}()", 1, 1, note="previous checkpoint kept, error says so")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
@@ -243,6 +258,13 @@ def test_damaged_checkpoint_named_and_resume_falls_back(tmp_path, damage):
         C.load_checkpoint(p)
     assert C.find_resumable(tmp_path) == tmp_path / "best.pth"
     assert C.load_checkpoint(C.find_resumable(tmp_path))["epoch"] == 3
+    record(
+        "damaged checkpoint",
+        "last.pth " + ("cut in half" if damage == "truncate" else "with one bit flipped"),
+        1,
+        1,
+        note="named; find_resumable falls back to best.pth",
+    )
 
 
 def test_trainer_auto_resume_skips_a_damaged_last(tmp_path, caplog):
@@ -327,7 +349,13 @@ def test_every_loader_refuses_a_pickle_that_runs_code(tmp_path):
         assert "evil.pth" in msg or "last.pth" in msg, (name, msg)
         assert "refused" in msg and "run code" in msg, (name, msg)
         assert not marker.exists(), name
-    print(f"\nRELIABILITY hostile_pickle loaders={len(loaders)} refused={len(loaders)} marker=absent")
+    record(
+        "hostile checkpoint",
+        "pickle with an exec() payload, every loader path",
+        len(loaders),
+        len(loaders),
+        note=", ".join(loaders) + "; marker file never created",
+    )
 
 
 # --- damaged release directories (from_pretrained, predict) ----------------------------------------------------------
@@ -368,3 +396,4 @@ def test_damaged_release_dir_is_named_by_from_pretrained_and_predict(tmp_path, h
     (tmp_path / "x.png").write_bytes(good_png())
     assert cli(["predict", str(tmp_path / "x.png"), "--checkpoint", str(d)]) == 2
     assert bad in capsys.readouterr().err
+    record("damaged checkpoint", f"release dir: {how}", 1, 1, note="from_pretrained and predict name the file")

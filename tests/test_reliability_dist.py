@@ -21,7 +21,7 @@ import pytest
 import torch.distributed as dist
 import yaml
 
-from badimages import TINY_TRAIN, make_image_folder
+from badimages import TINY_TRAIN, make_image_folder, record
 from crossvit.train import TrainConfig, train
 from crossvit.train import checkpoint as C
 
@@ -85,7 +85,14 @@ def test_killed_rank_ends_the_other_with_an_error_and_nothing_is_lost(tmp_path):
     r = train(TrainConfig(**{**kw, "epochs": epoch + 1, "resume": "auto"}))  # one process continues from it
     assert C.load_checkpoint(run / "last.pth")["epoch"] == epoch + 1
     assert r["steps"] > 0
-    print(f"\nRELIABILITY dist_kill rank0_exit_s={took:.1f} timeout_s={timeout:g} resumed_from_epoch={epoch}")
+    record(
+        "distributed",
+        "2 gloo ranks training, rank 1 SIGKILLed after epoch 1",
+        1,
+        1,
+        kills=1,
+        note=f"rank 0 exited (rc {rc}) {took:.1f} s later naming the cause; 1 process resumed from epoch {epoch}",
+    )
 
 
 STALL = textwrap.dedent(
@@ -127,4 +134,11 @@ def test_stalled_rank_times_out_within_the_bound(tmp_path):
     assert rc == 3, (rc, took, out[-2000:])
     assert "comm_error True" in out, out[-2000:]
     assert took < timeout + 30
-    print(f"\nRELIABILITY dist_stall rank0_exit_s={took:.1f} timeout_s={timeout:g}")
+    record(
+        "distributed",
+        "2 gloo ranks, rank 1 frozen (SIGSTOP)",
+        1,
+        1,
+        kills=1,
+        note=f"rank 0 failed after {took:.1f} s with --dist-timeout {timeout:g} s",
+    )

@@ -21,7 +21,15 @@ import torch
 import yaml
 
 import crossvit
-from badimages import TINY_MODEL_ARGS, TINY_TRAIN, good_png, make_corpus, make_image_folder, restore_permissions
+from badimages import (
+    TINY_MODEL_ARGS,
+    TINY_TRAIN,
+    good_png,
+    make_corpus,
+    make_image_folder,
+    record,
+    restore_permissions,
+)
 from crossvit.cli import main as cli
 from crossvit.data import images as data_images
 from crossvit.tools import images as tool_images
@@ -54,6 +62,14 @@ def test_corpus_read_or_refused_naming_the_file(corpus, reader):
             with pytest.raises(err) as e:
                 load(p)
             assert str(p) in str(e.value), (c.name, str(e.value))
+    n_bad = sum(c.expect == "bad" for c in cases)
+    record(
+        "images",
+        f"corpus through the {reader} reader (crossvit.{reader}.images)",
+        len(cases),
+        len(cases),
+        note=f"{len(cases) - n_bad} read as RGB (size/orientation checked), {n_bad} refused naming the file",
+    )
 
 
 @pytest.mark.parametrize("reader", list(READERS))
@@ -126,6 +142,7 @@ def test_unreadable_file_as_another_user():
         assert len(msgs) == 2, msgs
         for m in msgs:
             assert m != "READ" and str(p) in m, msgs
+        record("images", "chmod 000 file, read by uid 65534 (tests run as root)", 2, 2, note="both readers refuse it")
     finally:
         restore_permissions(d)
         shutil.rmtree(d, ignore_errors=True)
@@ -161,6 +178,13 @@ def test_training_skips_bad_images_and_lists_them(corpus, tmp_path, caplog):
     assert sorted(names) == sorted(bad)  # each bad file once, no good file
     for n in bad:
         assert any(n in rec.getMessage() for rec in caplog.records), n  # a warning names each one
+    record(
+        "images",
+        "corpus mixed into a training ImageFolder (skip)",
+        len(cases),
+        len(cases),
+        note=f"{len(bad)} skipped, warned and listed in skipped_images.txt; run finished {r['steps']} steps",
+    )
 
 
 def test_on_bad_image_error_stops_naming_the_file(corpus, tmp_path):
@@ -176,6 +200,7 @@ def test_on_bad_image_error_stops_naming_the_file(corpus, tmp_path):
     assert last.startswith("crossvit train: error:"), p.stderr[-2000:]
     assert any(b in last for b in bad), last
     assert not (tmp_path / "runs" / "err" / "last.pth").exists()
+    record("images", "same folder, `crossvit train --on-bad-image error`", 1, 1, note="exit 2, error names the file")
 
 
 def test_predict_answers_for_the_good_ones(corpus, tmp_path, capsys):
@@ -197,6 +222,13 @@ def test_predict_answers_for_the_good_ones(corpus, tmp_path, capsys):
     err = capsys.readouterr().err
     n_bad = sum(c.expect == "bad" for c in cases)
     assert f"{len(cases) - n_bad} of {len(cases)} images predicted, {n_bad} unreadable" in err
+    record(
+        "images",
+        "corpus through `crossvit predict DIR`",
+        len(cases),
+        len(cases),
+        note=f"{len(cases) - n_bad} predicted, {n_bad} per-file errors, exit 0",
+    )
 
 
 def test_tar_shards_skip_bad_members_naming_shard_and_key(corpus, tmp_path):
@@ -214,6 +246,13 @@ def test_tar_shards_skip_bad_members_naming_shard_and_key(corpus, tmp_path):
     assert names == expected
     with pytest.raises(data_images.BadImageError, match=str(paths[0])):
         list(ShardDataset(paths, None, train=False, policy=BadImagePolicy("error")))
+    record(
+        "images",
+        "corpus as members of .tar shards",
+        len(readable),
+        len(readable),
+        note=f"{len(expected)} skipped naming shard:key",
+    )
 
 
 @pytest.mark.xfail(strict=True, reason="issue 7 request: a truncated shard should follow --on-bad-image skip")

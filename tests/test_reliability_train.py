@@ -13,7 +13,7 @@ import torch
 import yaml
 from torch import nn
 
-from badimages import TINY_MODEL_ARGS, TINY_TRAIN, make_image_folder
+from badimages import TINY_MODEL_ARGS, TINY_TRAIN, make_image_folder, record
 from crossvit.cli import main as cli
 from crossvit.train import TrainConfig, train
 from crossvit.train import checkpoint as C
@@ -59,6 +59,7 @@ def test_nan_loss_stops_naming_step_and_lr_and_keeps_last_checkpoint(data, tmp_p
     monkeypatch.setattr(T, "_criterion", lambda c: nn.CrossEntropyLoss())
     r = train(cfg(data, tmp_path, epochs=3, resume="auto"))  # and the run continues from it
     assert r["steps"] == 6 and C.load_checkpoint(run / "last.pth")["epoch"] == 3
+    record("numbers", "NaN loss at global step 3", 1, 1, note="stopped naming step and lr; epoch-1 checkpoint resumed")
 
 
 def test_inf_loss_too(data, tmp_path, monkeypatch):
@@ -66,6 +67,7 @@ def test_inf_loss_too(data, tmp_path, monkeypatch):
     with pytest.raises(FloatingPointError, match=r"loss is inf at epoch 1 step 1 \(global step 1\) with lr 0.001"):
         train(cfg(data, tmp_path))
     assert not (tmp_path / "run" / "last.pth").exists()
+    record("numbers", "inf loss at the first step", 1, 1, note="stopped naming step and lr")
 
 
 def test_skip_nonfinite_skips_up_to_the_limit(data, tmp_path, monkeypatch, caplog):
@@ -80,6 +82,7 @@ def test_skip_nonfinite_skips_up_to_the_limit(data, tmp_path, monkeypatch, caplo
     monkeypatch.setattr(T, "_criterion", lambda c: NaNAt({2, 3, 4}))  # one more than allowed, across epochs
     with pytest.raises(FloatingPointError, match=r"epoch 2 step 2 \(global step 4\)"):
         train(cfg(data, tmp_path, epochs=2, skip_nonfinite=2, experiment="over"))
+    record("numbers", "--skip-nonfinite 2 with 2, then 3 NaN steps", 2, 2, note="2 skipped (weights finite); 3rd stops")
 
 
 # --- bad configs ---------------------------------------------------------------------------------------------------
@@ -101,6 +104,7 @@ def test_bad_option_fails_before_any_work(data, tmp_path, options, pattern):
     with pytest.raises(ValueError, match=pattern):
         train(cfg(data, tmp_path, **options))
     assert not (tmp_path / "run").exists()  # nothing was written: no run dir, no data read
+    record("bad config", f"{options}", 1, 1, note="ValueError naming the option, no run dir")
 
 
 def test_unknown_yaml_key_names_it_and_the_close_match(data, tmp_path, capsys):
@@ -112,12 +116,14 @@ def test_unknown_yaml_key_names_it_and_the_close_match(data, tmp_path, capsys):
     assert rc == 2
     assert re.search(r"crossvit train: error: .*r.yaml: unknown option\(s\) 'warmup_epoch'", capsys.readouterr().err)
     assert not (tmp_path / "y").exists()
+    record("bad config", "YAML key warmup_epoch", 1, 1, note="names it and 'did you mean warmup_epochs'; exit 2")
 
 
 def test_cli_bad_lr_exit_2_naming_the_option(data, tmp_path, capsys):
     rc = cli(["train", str(data), "--lr", "-0.1", "--output", str(tmp_path), "--experiment", "z"])
     assert rc == 2 and "crossvit train: error: --lr: must be > 0, got -0.1" in capsys.readouterr().err
     assert not (tmp_path / "z").exists()
+    record("bad config", "`crossvit train --lr -0.1`", 1, 1, note="exit 2, '--lr: must be > 0'")
 
 
 def test_resume_from_another_architecture_names_the_option(data, tmp_path):
@@ -130,3 +136,4 @@ def test_resume_from_another_architecture_names_the_option(data, tmp_path):
     assert "size mismatch" in str(e.value)
     assert ckpt.read_bytes() == before  # nothing lost
     assert not (tmp_path / "b" / "last.pth").exists()
+    record("bad config", "--resume of another architecture", 1, 1, note="names --resume and both models")
