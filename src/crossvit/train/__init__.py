@@ -13,7 +13,7 @@ __all__ = ["TrainConfig", "train", "validate", "finetune_config", "demo"]
 
 def __getattr__(name: str):  # lazy: importing crossvit.train stays cheap
     if name == "validate":
-        from .validate import validate
+        from .validation import validate
 
         return validate
     if name == "finetune_config":

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .validate import validate
+    from .validation import validate
 
     if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
         raise ValueError(f"--crop-pct must be in (0, 1], got {args.crop_pct}")

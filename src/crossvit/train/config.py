@@ -106,6 +106,9 @@ class TrainConfig:
     model_ema: bool = _f(False, "keep an exponential moving average of the weights (DeiT: on)")
     model_ema_decay: float = _f(0.99996, "EMA decay")
     # --- run -----------------------------------------------------------------------------------------------------
+    stop_epoch: int | None = _f(
+        None, "stop (checkpointed) after this epoch; a later run with --resume continues the same schedule"
+    )
     output: str = _f("runs", "parent directory of run directories")
     experiment: str | None = _f(None, "run directory name (default: <model>-<time>); an existing one resumes")
     resume: str | None = _f(None, "resume from this checkpoint, or 'auto': the newest good one in the run dir")
@@ -114,6 +117,9 @@ class TrainConfig:
     )
     device: str = _f("auto", "cpu, cuda, cuda:N or auto")
     seed: int = _f(0, "random seed (offset by rank)")
+    threads: int | None = _f(
+        None, "torch CPU threads per process (default: torch's choice; 1 is fastest for tiny models on busy CPUs)"
+    )
     log_interval: int = _f(50, "steps between log lines when not on a terminal")
     tensorboard: bool = _f(True, "write TensorBoard scalars to the run dir")
     save_release: bool = _f(True, "write the release dir (model.safetensors + config.json) at the end")
@@ -165,6 +171,7 @@ class TrainConfig:
             (0 < self.crop_pct <= 1, "--crop-pct", f"must be in (0, 1], got {self.crop_pct}"),
             (self.workers >= 0, "--workers", f"must be >= 0, got {self.workers}"),
             (self.aug_repeats is None or self.aug_repeats >= 0, "--aug-repeats", "must be >= 0"),
+            (self.threads is None or self.threads >= 1, "--threads", f"must be >= 1, got {self.threads}"),
             (self.dist_timeout > 0, "--dist-timeout", "must be > 0 seconds"),
             (self.skip_nonfinite >= 0, "--skip-nonfinite", f"must be >= 0, got {self.skip_nonfinite}"),
             (self.val_fraction is None or self.val_fraction > 0, "--val-split-size", "must be > 0"),
@@ -205,6 +212,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig |
     """One flag per :class:`TrainConfig` field (``model_args`` is YAML-only). Defaults are SUPPRESSed so that only
     the flags a user typed override the recipe."""
     shown = defaults or TrainConfig()
+    parser.allow_abbrev = False  # --warmup-epoch must be an error, not a silent --warmup-epochs
     parser.add_argument("-c", "--config", metavar="YAML", help="YAML recipe; flags given here override it")
     for name, f in FIELDS.items():
         if name == "model_args":

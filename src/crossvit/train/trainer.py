@@ -7,6 +7,8 @@ result["top1"], result["run_dir"]
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
@@ -108,6 +110,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t_start = time.perf_counter()
     cfg.validate()
     arch = arch_config(cfg)  # raises on bad model / model_args / img_size, before any data is read
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     dist = D.setup(cfg.device, cfg.dist_timeout)
     try:
         return _train(cfg, arch.img_size[0], dist, t_start)
@@ -221,7 +225,8 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     metrics: dict[str, Any] = {}
     skipped = 0  # NaN/inf steps skipped so far: --skip-nonfinite is a budget for the whole run
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        last = cfg.epochs if cfg.stop_epoch is None else min(cfg.epochs, cfg.stop_epoch)
+        for epoch in range(start_epoch, last):
             t0 = time.perf_counter()
             sampler.set_epoch(epoch)
             res = train_one_epoch(
@@ -298,8 +303,16 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         if runlog is not None:
             runlog.close()
 
+    if not metrics and val_dl is not None:  # nothing left to train (resumed a finished run): still report
+        metrics = evaluate(ema.module if ema is not None else model, val_dl, dist.device, amp)
+    hashes = _rank_hashes(model, dist)
+    if dist.is_main and dist.enabled:
+        (run_dir / "ranks.json").write_text(json.dumps({"weights_sha256": hashes}, indent=2) + "\n")
+        if len(set(hashes)) != 1:
+            log.error("ranks ended with different weights: %s", hashes)
+    complete = step >= cfg.epochs * steps
     release_dir = None
-    if dist.is_main and cfg.save_release:
+    if dist.is_main and cfg.save_release and complete:
         release_dir = save_pretrained(
             ema.module if ema is not None else model, run_dir / "release", label_names=classes
         )
@@ -318,10 +331,32 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         "steps": step,
         "amp": amp,
         "world": dist.world,
+        "complete": complete,
+        "weights_sha256": hashes,
         "wall_s": time.perf_counter() - t_start,
         "model": model,
         "classes": classes,
     }
+
+
+def weights_hash(model: nn.Module) -> str:
+    """sha256 over every tensor of the state dict (sorted keys): equal hashes mean bit-identical weights."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _rank_hashes(model: nn.Module, dist: D.DistInfo) -> list[str]:
+    mine = weights_hash(model)
+    if not dist.enabled:
+        return [mine]
+    import torch.distributed as tdist
+
+    out: list[Any] = [None] * dist.world
+    tdist.all_gather_object(out, mine)
+    return out
 
 
 def _gather_rng(dist: D.DistInfo):
