@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -164,23 +165,26 @@ def _folder_with_bad_images(root: Path, corpus_dir: Path, cases) -> tuple[Path, 
     return data, bad
 
 
-def test_training_skips_bad_images_and_lists_them(corpus, tmp_path, caplog):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_skips_bad_images_and_lists_them(corpus, tmp_path, caplog, workers):
+    """With worker processes (fresh ones each epoch) every worker appends to the list, yet each file is listed once."""
     from crossvit.train import TrainConfig, train
 
     d, cases = corpus
     data, bad = _folder_with_bad_images(tmp_path, d, cases)
-    cfg = TrainConfig(data=str(data), output=str(tmp_path / "runs"), experiment="skip", **TINY_TRAIN)
+    cfg = TrainConfig(**{**TINY_TRAIN, "data": str(data), "output": str(tmp_path / "runs"), "experiment": "skip"})
+    cfg = replace(cfg, workers=workers, epochs=1 if workers == 0 else 2)  # workers are new processes each epoch
     with caplog.at_level(logging.WARNING, logger="crossvit"):
         r = train(cfg)
     assert r["steps"] >= 2  # every step ran: the bad files were replaced, not fatal
     listed = (Path(r["run_dir"]) / "skipped_images.txt").read_text().splitlines()
     names = [line.split("\t")[0] for line in listed]
     assert sorted(names) == sorted(bad)  # each bad file once, no good file
-    for n in bad:
+    for n in bad if workers == 0 else []:  # (worker processes log to their own stderr)
         assert any(n in rec.getMessage() for rec in caplog.records), n  # a warning names each one
     record(
         "images",
-        "corpus mixed into a training ImageFolder (skip)",
+        f"corpus mixed into a training ImageFolder (skip, {workers} workers)",
         len(cases),
         len(cases),
         note=f"{len(bad)} skipped, warned and listed in skipped_images.txt; run finished {r['steps']} steps",
