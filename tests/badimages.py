@@ -191,7 +191,7 @@ def record(area: str, what: str, tried: int, handled: int, kills: int = 0, lost:
 def report(argv: list[str] | None = None) -> int:
     """Run the reliability tests and print the markdown table of what was tried and what happened.
 
-    python tests/badimages.py            # from the repository root; ~2-3 minutes on 2 cores
+    python tests/badimages.py            # from the repository root; about 2 minutes on 2 cores
     """
     import re
     import subprocess
@@ -202,7 +202,7 @@ def report(argv: list[str] | None = None) -> int:
     files = sorted(str(p) for p in here.glob("test_reliability*.py"))
     t0 = time.monotonic()
     p = subprocess.run(
-        [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", *files, *(argv or [])],
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", *files, *(argv or [])],
         capture_output=True,
         text=True,
     )
