@@ -87,6 +87,8 @@ def test_corpus_content_is_right(corpus, reader):
     assert g16.min() < 5 and g16.max() > 250
     assert 100 < g16[8, 16] < 156, g16[8, 16]
     assert np.asarray(load(d / "one_pixel.png"))[0, 0].tolist() == [10, 200, 30]
+    rgba = np.asarray(load(d / "rgba.png"))  # transparent top half composited on white, opaque half kept
+    assert (rgba[:8] == 255).all() and not (rgba[8:] == 255).all()
 
 
 def test_both_readers_agree_pixel_for_pixel(corpus):
