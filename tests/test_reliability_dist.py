@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch.distributed as dist
@@ -141,4 +142,62 @@ def test_stalled_rank_times_out_within_the_bound(tmp_path):
         1,
         kills=1,
         note=f"rank 0 failed after {took:.1f} s with --dist-timeout {timeout:g} s",
+    )
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc to find the worker processes")
+def test_killed_dataloader_worker_stops_the_run_without_loss(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=16)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY_TRAIN, "epochs": 500, "workers": 2}))
+    run = tmp_path / "runs" / "w"
+    cmd = [sys.executable, "-m", "crossvit", "train", str(data), "-c", str(recipe), "--device", "cpu"]
+    p = subprocess.Popen(
+        cmd + ["--output", str(tmp_path / "runs"), "--experiment", "w"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    killed: list[int] = []
+    try:
+        t0 = time.monotonic()
+        while not (run / "last.pth.sha256").exists():
+            assert p.poll() is None, p.communicate()[0][-2000:]
+            assert time.monotonic() - t0 < 120, "no epoch finished"
+            time.sleep(0.05)
+        t1 = time.monotonic()
+        while p.poll() is None and time.monotonic() - t1 < 60:  # kill a live worker (again if the run went on)
+            kids = _children(p.pid)
+            if kids:
+                os.kill(kids[0], signal.SIGKILL)
+                killed.append(kids[0])
+                time.sleep(1.0)
+            time.sleep(0.02)
+        rc, took, out = wait_exit(p, 5)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+    assert killed and rc not in (None, 0), (killed, rc, out[-2000:])
+    assert "DataLoader worker" in out and "exited unexpectedly" in out or "killed by signal" in out, out[-2000:]
+    epoch = C.verify_checkpoint(run / "last.pth")
+    assert C.load_checkpoint(run / "last.pth")["epoch"] == epoch >= 1
+    record(
+        "workers",
+        "DataLoader worker SIGKILLed mid-run (2 workers)",
+        len(killed),
+        len(killed),
+        kills=len(killed),
+        note=f"run stopped with PyTorch's worker error; last.pth (epoch {epoch}) verifies and loads",
     )
