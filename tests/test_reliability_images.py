@@ -277,3 +277,56 @@ def test_truncated_shard_is_skipped_in_skip_mode(tmp_path):
     out = list(ShardDataset(paths, None, train=False, policy=BadImagePolicy("skip", tmp_path / "s.txt")))
     assert 8 <= len(out) < 16
     assert str(paths[1]) in (tmp_path / "s.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_release(tmp_path_factory):
+    cfg = crossvit.CrossViTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_MODEL_ARGS.items()})
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("rel") / "rel"
+    crossvit.save_pretrained(crossvit.CrossViT(cfg.replace(num_classes=2)), d, label_names=["a", "b"])
+    return d
+
+
+def test_attention_and_export_name_the_bad_image(corpus, tiny_release, tmp_path, capsys):
+    d, cases = corpus
+    bad = [c for c in cases if c.expect == "bad"]
+    for c in bad:
+        rc = cli(["attention", str(d / c.name), "--checkpoint", str(tiny_release), "--out", str(tmp_path / "att")])
+        err = capsys.readouterr().err
+        assert rc == 2 and str(d / c.name) in err, (c.name, rc, err[-500:])
+    assert not list((tmp_path / "att").glob("*.png"))
+    c = bad[0]
+    argv = ["export", "--checkpoint", str(tiny_release), "--out", str(tmp_path / "m.pt"), "--format", "torchscript"]
+    rc = cli([*argv, "--images", str(d / "gray.jpg"), str(d / c.name)])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(d / c.name) in err, (rc, err[-500:])
+    record(
+        "images",
+        "bad files through `crossvit attention` / `crossvit export --images`",
+        len(bad) + 1,
+        len(bad) + 1,
+        note="exit 2 naming the file, no output written",
+    )
+
+
+def test_validate_goes_on_past_bad_images(corpus, tiny_release, tmp_path, caplog):
+    from crossvit.train import validate
+
+    d, cases = corpus
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    bad = [c for c in cases if c.expect == "bad"]
+    for i, c in enumerate(bad):
+        shutil.copyfile(d / c.name, data / "val" / ("a" if i % 2 else "b") / c.name)
+    with caplog.at_level(logging.WARNING, logger="crossvit"):
+        m = validate(tiny_release, str(data), workers=0, batch_size=4)
+    assert m["images"] == 4 + len(bad)  # each bad file's slot is taken by the next readable image
+    for c in bad:
+        assert c.name in caplog.text, c.name
+    record(
+        "images",
+        "bad files in the val/ folder of `crossvit validate`",
+        len(bad),
+        len(bad),
+        note="warned by name, metrics computed",
+    )
