@@ -101,6 +101,13 @@ class Driver:
         self.p.wait(timeout=30)
 
 
+def wait_for(pred, limit: float = 60.0) -> None:
+    t0 = time.monotonic()
+    while not pred():
+        assert time.monotonic() - t0 < limit, "the writer produced no checkpoint"
+        time.sleep(0.01)
+
+
 def check_last(run: Path, min_epoch: int) -> int:
     """The newest good checkpoint is last.pth, it loads, its tensor is whole, its epoch did not go back."""
     found = C.find_resumable(run)
@@ -121,8 +128,7 @@ def test_sigkill_at_random_moments_never_loses_last(tmp_path):
     d = Driver(tmp_path, mib=4)
     try:
         pid = d.ask("fork")  # a first good checkpoint
-        while not (d.run / "last.pth.sha256").exists():
-            time.sleep(0.01)
+        wait_for(lambda: (d.run / "last.pth.sha256").exists())
         os.kill(pid, signal.SIGKILL)
         d.ask(f"reap {pid}")
         epoch = check_last(d.run, 1)
@@ -165,8 +171,7 @@ def test_sigkill_at_every_step_of_a_save(tmp_path):
     d = Driver(tmp_path, mib=1)
     try:
         pid = d.ask("fork")
-        while not (d.run / "last.pth.sha256").exists():
-            time.sleep(0.01)
+        wait_for(lambda: (d.run / "last.pth.sha256").exists())
         os.kill(pid, signal.SIGKILL)
         d.ask(f"reap {pid}")
         epoch = check_last(d.run, 1)
