@@ -104,3 +104,42 @@ def test_cache_equals_files_and_digits_split(tmp_path):
     assert len(arrays) == 1797 and arrays[0].shape == (32, 32, 3)
     tr, va = digits_split(targets, 0.2)
     assert not set(tr) & set(va) and len(va) == 359 and digits_split(targets, 0.2) == (tr, va)
+
+
+def test_train_from_tar_shards_with_a_bad_sample(tmp_path):
+    from crossvit.train import TrainConfig, train
+
+    good = [(toy_image(i % 2, i, 16), i % 2) for i in range(8)]
+    write_shards(good, tmp_path / "d" / "train", shard_size=3)
+    write_shards(good[:4], tmp_path / "d" / "val", shard_size=4)
+    # a shard with an undecodable image: skipped with its name recorded
+    import io
+    import tarfile
+
+    with tarfile.open(tmp_path / "d" / "train" / "shard-bad.tar", "w") as tf:
+        for name, payload in (("x.png", b"not a png"), ("x.cls", b"1")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(payload)
+            tf.addfile(ti, io.BytesIO(payload))
+    tiny = {"img_size": [16, 16], "img_scale": [1.0, 1.0], "patch_size": [4, 8], "embed_dim": [16, 32],
+            "num_heads": [2, 2], "mlp_ratio": [1.0, 1.0], "num_encoders": 1, "large_depth": 1}  # fmt: skip
+    r = train(
+        TrainConfig(
+            data=str(tmp_path / "d"),
+            model="crossvit_tiny_240",
+            model_args=tiny,
+            epochs=1,
+            warmup_epochs=0,
+            batch_size=4,
+            aa=None,
+            workers=0,
+            amp="fp32",
+            tensorboard=False,
+            output=str(tmp_path / "runs"),
+            experiment="wds",
+            lr=1e-3,
+        )  # fmt: skip
+    )
+    assert r["steps"] == 2 and r["classes"] == ["0", "1"]  # 9 samples (8 good) // batch 4
+    skipped = (tmp_path / "runs" / "wds" / "skipped_images.txt").read_text()
+    assert "shard-bad.tar" in skipped

@@ -102,3 +102,18 @@ def test_print_config_of_the_embedded_default(capsys):
     assert main(["train", "--print-config", "--epochs", "3"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["data"] is None and cfg["epochs"] == 3 and cfg["model_args"]["img_size"] == [32, 32]
+
+
+def test_recipes_in_configs_load_and_validate():
+    from pathlib import Path
+
+    from crossvit.train.demo import DIGITS_RECIPE
+
+    names = ("digits_32", "imagenet_paper", "imagenet_official", "transfer_cifar10")
+    recipes = [Path(__file__).parents[1] / "configs" / f"{n}.yaml" for n in names]
+    for path in recipes:
+        text = path.read_text()
+        assert "# command:" in text and "# expected:" in text and "# wall time:" in text, path
+        resolve(parse(["-c", str(path)])).validate()
+    digits = load_yaml(Path(__file__).parents[1] / "configs" / "digits_32.yaml")
+    assert digits == {k: v for k, v in DIGITS_RECIPE.items() if k != "data"}  # the demo runs this file's recipe

