@@ -11,6 +11,7 @@ report it and carry on with the others.
 from __future__ import annotations
 
 import glob
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -102,15 +103,18 @@ def load_image(path: str | Path) -> Image.Image:
 def decode_image(fp: str | Path | BinaryIO, name: str) -> Image.Image:
     """The one robust decoder (also behind :mod:`crossvit.data.images`): a path or binary file object -> RGB,
     upright. Any failure (unreadable, truncated, not an image, a decompression bomb) is an ImageReadError naming
-    ``name``."""
+    ``name``. Images over ``PIL.Image.MAX_IMAGE_PIXELS`` (89 Mpx unless raised) are refused, not just warned about.
+    """
     try:
-        with Image.open(fp) as im:
-            im.load()  # decode now: truncated files fail here, not later inside a batch
-            img = ImageOps.exif_transpose(im) or im
-            return to_rgb(img).copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp) as im:
+                im.load()  # decode now: truncated files fail here, not later inside a batch
+                img = ImageOps.exif_transpose(im) or im
+                return to_rgb(img).copy()
     except UnidentifiedImageError:
         raise ImageReadError(f"{name}: not an image PIL can decode") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageReadError(f"{name}: cannot read image ({msg})") from None
 
