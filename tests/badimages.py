@@ -99,6 +99,7 @@ def corpus_bytes() -> dict[str, tuple[bytes, Case]]:
     add("one_pixel.png", _save(Image.new("RGB", (1, 1), (10, 200, 30)), "PNG"), "ok", (1, 1), "1x1")
     add("exif_rot6.jpg", exif_rotated_jpeg(40, 20), "ok", (20, 40), "40x20 stored, Orientation=6")
     add("bomb.png", png_header_only(30000, 30000), "bad", note="declares 900 Mpx (> 2x PIL's limit)")
+    add("bomb_soft.png", png_header_only(10000, 10000), "bad", note="declares 100 Mpx (1-2x PIL's limit)")
     return out
 
 
