@@ -10,8 +10,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -195,17 +193,17 @@ def test_training_skips_bad_images_and_lists_them(corpus, tmp_path, caplog, work
     )
 
 
-def test_on_bad_image_error_stops_naming_the_file(corpus, tmp_path):
+def test_on_bad_image_error_stops_naming_the_file(corpus, tmp_path, capsys):
     d, cases = corpus
     data, bad = _folder_with_bad_images(tmp_path, d, cases)
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump({**TINY_TRAIN, "model_args": TINY_MODEL_ARGS}))
-    cmd = [sys.executable, "-m", "crossvit", "train", str(data), "-c", str(recipe), "--on-bad-image", "error"]
-    cmd += ["--output", str(tmp_path / "runs"), "--experiment", "err"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2, p.stderr[-2000:]
-    last = p.stderr.strip().splitlines()[-1]
-    assert last.startswith("crossvit train: error:"), p.stderr[-2000:]
+    argv = ["train", str(data), "-c", str(recipe), "--on-bad-image", "error"]
+    rc = cli([*argv, "--output", str(tmp_path / "runs"), "--experiment", "err"])  # the CLI entry point, in-process
+    err = capsys.readouterr().err
+    assert rc == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("crossvit train: error:"), err[-2000:]
     assert any(b in last for b in bad), last
     assert not (tmp_path / "runs" / "err" / "last.pth").exists()
     record("images", "same folder, `crossvit train --on-bad-image error`", 1, 1, note="exit 2, error names the file")
