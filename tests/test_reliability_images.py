@@ -306,7 +306,7 @@ def test_attention_and_export_name_the_bad_image(corpus, tiny_release, tmp_path,
         "bad files through `crossvit attention` / `crossvit export --images`",
         len(bad) + 1,
         len(bad) + 1,
-        note="exit 2 naming the file, no output written",
+        note="exit 2 naming the file",
     )
 
 
