@@ -8,7 +8,7 @@ metrics = validate(result["release_dir"], "data/")               # crossvit vali
 from .config import TrainConfig
 from .trainer import train
 
-__all__ = ["TrainConfig", "train", "validate", "finetune_config", "demo"]
+__all__ = ["TrainConfig", "train", "validate", "finetune_config"]
 
 
 def __getattr__(name: str):  # lazy: importing crossvit.train stays cheap
@@ -20,8 +20,4 @@ def __getattr__(name: str):  # lazy: importing crossvit.train stays cheap
         from .cli_finetune import finetune_config
 
         return finetune_config
-    if name == "demo":
-        from .demo import run_demo
-
-        return run_demo
     raise AttributeError(name)
