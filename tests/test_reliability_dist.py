@@ -178,7 +178,7 @@ def test_killed_dataloader_worker_stops_the_run_without_loss(tmp_path):
             time.sleep(0.05)
         t1 = time.monotonic()
         while p.poll() is None and time.monotonic() - t1 < 60:  # kill a live worker (again if the run went on)
-            kids = _children(p.pid)
+            kids = [k for k in _children(p.pid) if k not in killed]  # (a killed worker stays a zombie child)
             if kids:
                 os.kill(kids[0], signal.SIGKILL)
                 killed.append(kids[0])
