@@ -163,3 +163,49 @@ def test_plot_and_cli_validate(toy, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert out["images"] == 6 and set(out["per_class"]) == {"class_0", "class_1", "class_2"}
     assert out["top1"] == pytest.approx(r["top1"])
+
+
+def test_damaged_checkpoint_is_detected_and_skipped(tmp_path):
+    from crossvit.train.checkpoint import find_resumable, save_checkpoint, verify_checkpoint
+    from crossvit.weights import CheckpointError
+
+    state = {"model": {"w": torch.arange(1000.0)}, "epoch": 2, "step": 8, "rng": {}}
+    save_checkpoint(tmp_path / "best.pth", {**state, "epoch": 1})
+    save_checkpoint(tmp_path / "last.pth", state)
+    assert find_resumable(tmp_path) == tmp_path / "last.pth"  # the newest good one
+    assert torch.equal(load_checkpoint(tmp_path / "last.pth")["model"]["w"], state["model"]["w"])
+    data = (tmp_path / "last.pth").read_bytes()
+    (tmp_path / "last.pth").write_bytes(data[:-100])  # truncated
+    with pytest.raises(CheckpointError, match=r"last\.pth: .*truncated"):
+        load_checkpoint(tmp_path / "last.pth")
+    (tmp_path / "last.pth").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, one bit flipped
+    with pytest.raises(CheckpointError, match=r"last\.pth: sha256"):
+        verify_checkpoint(tmp_path / "last.pth")
+    assert find_resumable(tmp_path) == tmp_path / "best.pth"  # falls back to the older good file
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
+
+
+def test_weight_decay_groups_and_precision_choice():
+    from crossvit.train.optim import param_groups
+    from crossvit.train.precision import resolve_amp
+
+    model = crossvit.create_model(
+        crossvit.CrossViTConfig(
+            **{k: tuple(v) for k, v in TINY.items() if isinstance(v, list)},
+            num_encoders=1,
+            large_depth=1,
+            num_classes=3,
+        )
+    )  # noqa: E501
+    names = {id(p): n for n, p in model.named_parameters()}
+    for decay_tokens, pos_decayed in ((True, True), (False, False)):
+        no_decay, decay = param_groups(model, 0.05, decay_tokens)
+        assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.05
+        decayed = {names[id(p)] for p in decay["params"]}
+        assert ("pos_embed.0" in decayed) is pos_decayed and ("cls_token.1" in decayed) is pos_decayed
+        assert not any(n.endswith(".bias") or "norm" in n for n in decayed)
+        assert "blocks.0.blocks.0.0.attn.qkv.weight" in decayed
+    cpu = torch.device("cpu")
+    assert resolve_amp("fp32", cpu) == "fp32" and resolve_amp("auto", cpu) in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="--amp fp16"):
+        resolve_amp("fp16", cpu)
