@@ -3,6 +3,7 @@
     python benchmarks/cifar10_runs.py prepare                     # runs/cifar10/data (symlinks, read-only source)
     nohup nice -n 5 python benchmarks/cifar10_runs.py queue --deadline 13:00 > runs/cifar10/queue.log 2>&1 &
     python benchmarks/cifar10_runs.py one --model crossvit_cifar_36 --seed 0     # a single run (resumes)
+    python benchmarks/cifar10_runs.py speed --threads 2                         # img/s on the idle machine
     crossvit results runs/cifar10 --out docs/results-cifar10.md                 # the table and the curves
 
 Each run is ``crossvit.train.train`` on ``configs/cifar10.yaml`` with --model/--seed/--experiment changed, in its own
@@ -124,6 +125,42 @@ def one(model: str, seed: int, threads: int) -> int:
     return 0
 
 
+def speed(threads: int, steps: int = 10, batch_size: int = 64) -> int:
+    """Training-step throughput of every model of QUEUE (bf16, math attention, AdamW; random images) into speed.json.
+
+    Meant for an idle machine: the per-epoch img/s of the runs were measured while other jobs shared the CPU."""
+    import torch
+
+    import crossvit
+
+    torch.set_num_threads(threads)
+    res: dict[str, dict] = {}
+    for model in dict.fromkeys(m for m, _ in QUEUE):
+        torch.manual_seed(0)
+        net = crossvit.create_model(model, num_classes=10).train()
+        net.set_attention_impl("math")
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.05)
+        h, w = net.cfg.img_size
+        x, y = torch.randn(batch_size, 3, h, w), torch.randint(0, 10, (batch_size,))  # (B, 3, 36, 36), (B,)
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+        times = []
+        for i in range(steps + 3):
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = loss_fn(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i >= 3:  # the first steps allocate and pick kernels
+                times.append(time.perf_counter() - t0)
+        times.sort()
+        img_s = batch_size / times[len(times) // 2]
+        res[model] = {"img_s": img_s, "threads": threads, "batch_size": batch_size, "amp": "bf16", "steps": steps}
+        print(f"{model}: {img_s:.0f} img/s (median of {steps} steps, {threads} threads, load {os.getloadavg()[0]:.1f})")
+    (OUT / "speed.json").write_text(json.dumps(res, indent=2))
+    return 0
+
+
 def _deadline(hhmm: str) -> float:
     h, m = (int(v) for v in hhmm.split(":"))
     now = dt.datetime.now(dt.timezone.utc)
@@ -166,6 +203,8 @@ def main() -> int:
     o.add_argument("--model", required=True)
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--threads", type=int, default=1)
+    sp = sub.add_parser("speed", help="training img/s of each model on an idle machine -> runs/cifar10/speed.json")
+    sp.add_argument("--threads", type=int, default=2)
     q = sub.add_parser("queue", help="all runs in priority order until the deadline")
     q.add_argument("--deadline", default="13:00", help="UTC HH:MM at which the current run is killed")
     q.add_argument("--busy-until", default="12:40", help="UTC HH:MM until which the CPU is shared (1 thread)")
@@ -174,6 +213,8 @@ def main() -> int:
     if a.cmd == "prepare":
         prepare()
         return 0
+    if a.cmd == "speed":
+        return speed(a.threads)
     if a.cmd == "one":
         return one(a.model, a.seed, a.threads)
     return queue(a.deadline, a.busy_until, a.min_left)

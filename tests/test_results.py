@@ -107,6 +107,15 @@ def test_verdicts(runs_dir: Path) -> None:
     assert "beats cls_token fusion: not tested (no finished run of `crossvit_cifar_fuse_clstoken_36`)" in claims
     assert "both branch heads carry information" in claims and "S head 41.00, L head 52.00" in claims
     assert "`crossvit_cifar_fuse_none_36` S head 9.00" in claims
+    assert "S head alone is near chance (<= 20%; paper: 0.1-7.6%): **held**" in claims  # 9.0 is the only other
+
+
+def test_contrast_fails_and_speed_table(runs_dir: Path) -> None:
+    fake_run(runs_dir, "crossvit_cifar_fuse_pairwise_36", 0, [50.0], branches=(35.0, 49.0))
+    speed = {CROSS: {"img_s": 123.4, "threads": 2, "batch_size": 64, "amp": "bf16", "steps": 10}}
+    md = R.render(R.find_runs(runs_dir), "img", "x", speed=speed)
+    assert "near chance (<= 20%; paper: 0.1-7.6%): **did not hold**" in md
+    assert "| `crossvit_cifar_36` | 123 | 2 | 64 | bf16 | 10 |" in md
 
 
 def test_verdict_direction(tmp_path: Path) -> None:

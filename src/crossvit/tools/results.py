@@ -6,7 +6,9 @@
 A run directory is one written by ``crossvit train``: ``config.yaml`` and ``summary.csv`` (one row per epoch), and
 optionally ``validate.json`` (top-1 of the model and of each branch head; written by benchmarks/cifar10_runs.py) and
 ``run.json`` (threads, start/end). Runs are grouped by model; a model with several seeds gets mean ± std. Every number
-in the page comes from those files, from the model registry (params, GMACs) or from :mod:`crossvit.paper`.
+in the page comes from those files, from the model registry (params, GMACs) or from :mod:`crossvit.paper`. An optional
+``RUNS/speed.json`` ({model: {img_s, threads, batch_size, amp, steps}}) adds a throughput table measured on an idle
+machine (``python benchmarks/cifar10_runs.py speed``).
 """
 
 from __future__ import annotations
@@ -303,8 +305,14 @@ def release(run: Run, dest: Path) -> Path:
     return dest
 
 
-def render(runs: list[Run], img_rel: str, command: str, released: tuple[Run, str] | None = None) -> str:
-    """The markdown page."""
+def render(
+    runs: list[Run],
+    img_rel: str,
+    command: str,
+    released: tuple[Run, str] | None = None,
+    speed: dict[str, Any] | None = None,
+) -> str:
+    """The markdown page. ``speed``: {model: {img_s, threads, batch_size, amp, steps}} measured on an idle machine."""
     groups = group_runs(runs)
     facts = {m: model_facts(g.runs[0]) for m, g in groups.items()}
     c = runs[0].config
@@ -356,6 +364,17 @@ def render(runs: list[Run], img_rel: str, command: str, released: tuple[Run, str
             f" | {thr} | {_f(statistics.fmean([r.wall_s for r in g.runs]) / 60, 1)} | {pt} | {ps} |"
         )
     L.append("")
+    if speed:
+        L.append("Training throughput measured separately on the idle machine (`speed.json`, same step as the runs):\n")
+        L.append("| model | train img/s | threads | batch | precision | timed steps |")
+        L.append("|---|---|---|---|---|---|")
+        for m in sorted(speed, key=lambda m: (m != CROSS, m != SINGLE, m)):
+            v = speed[m]
+            L.append(
+                f"| `{m}` | {_f(v.get('img_s'), 0)} | {v.get('threads', '—')} | {v.get('batch_size', '—')} | "
+                f"{v.get('amp', '—')} | {v.get('steps', '—')} |"
+            )
+        L.append("")
     L.append("## Every run\n")
     L.append("| run | model | seed | epochs | final top-1 | best top-1 | S head | L head | img/s | wall (min) |")
     L.append("|---|---|---|---|---|---|---|---|---|---|")
@@ -467,6 +486,12 @@ def claims(groups: dict[str, Group]) -> list[str]:
             f"{2 * chance:.0f}%): **{'held' if both else 'did not hold'}** — S head {s:.2f}, L head {l_:.2f}"
             + (f" (other schemes: {detail})." if detail else ".")
         )
+        if others:
+            near = all(v <= 2 * chance for _, v in others)
+            out.append(
+                f"- Table 6's contrast: in the other fusion schemes the S head alone is near chance "
+                f"(<= {2 * chance:.0f}%; paper: 0.1-7.6%): **{'held' if near else 'did not hold'}** — {detail}."
+            )
     return out
 
 
@@ -495,6 +520,7 @@ def main(args: argparse.Namespace) -> int:
         img_rel = str(img_dir.resolve())
     cmd = f"crossvit results {args.runs} --out {args.out}" + (f" --release {args.release}" if args.release else "")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(runs, img_rel, cmd, released))
+    speed = _read_json(Path(args.runs) / "speed.json")
+    out.write_text(render(runs, img_rel, cmd, released, speed))
     print(f"wrote {out} ({len(runs)} runs) and {img_dir}/top1.png, train_loss.png")
     return 0
