@@ -26,7 +26,7 @@ from ..data.build import Data, build_data, describe
 from ..data.samplers import ShardSampler, train_sampler
 from ..hub import save_pretrained
 from . import distributed as D
-from .checkpoint import find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state, verify_checkpoint
 from .config import TrainConfig
 from .engine import evaluate, train_one_epoch
 from .model_setup import arch_config, build_model
@@ -51,7 +51,8 @@ def _run_dir(cfg: TrainConfig, dist: D.DistInfo) -> Path:
 
 
 def _loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
-    common = {"num_workers": cfg.workers, "pin_memory": dist.device.type == "cuda"}
+    workers = min(cfg.workers, num_threads_hint())  # more workers than CPUs only adds contention
+    common = {"num_workers": workers, "pin_memory": dist.device.type == "cuda"}
     if data.iterable:
         train_dl = DataLoader(data.train, batch_size=cfg.batch_size, drop_last=True, **common)
         steps = data.train_len // (cfg.batch_size * dist.world)
@@ -110,6 +111,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t_start = time.perf_counter()
     cfg.validate()
     arch = arch_config(cfg)  # raises on bad model / model_args / img_size, before any data is read
+    if cfg.resume not in (None, "auto"):  # a damaged --resume file fails now, not after the data scan
+        p = Path(cfg.resume)
+        if not p.is_file():
+            raise FileNotFoundError(f"--resume {p}: no such checkpoint")
+        if p.with_name(p.name + ".sha256").exists():
+            verify_checkpoint(p)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     dist = D.setup(cfg.device, cfg.dist_timeout)
