@@ -301,6 +301,7 @@ def test_attention_and_export_name_the_bad_image(corpus, tiny_release, tmp_path,
     rc = cli([*argv, "--images", str(d / "gray.jpg"), str(d / c.name)])
     err = capsys.readouterr().err
     assert rc == 2 and str(d / c.name) in err, (rc, err[-500:])
+    assert not (tmp_path / "m.pt").exists()  # nothing half-done is left at --out
     record(
         "images",
         "bad files through `crossvit attention` / `crossvit export --images`",

@@ -239,6 +239,8 @@ def main(args: argparse.Namespace) -> int:
 
     fmt = check_format(args.format, args.out)
     model = load_model(args.checkpoint, args.model)
+    # Read the check's photos first: a bad --images file must fail before anything is written to --out.
+    photos = None if args.no_check else photo_batch(model, args.images)
     if fmt == "onnx":
         export_onnx(model, args.out, opset=args.opset, exporter=args.exporter)
         import onnx
@@ -260,7 +262,6 @@ def main(args: argparse.Namespace) -> int:
             )
     if args.no_check:
         return 0
-    photos = photo_batch(model, args.images)
     if photos is None:
         print("  note: scikit-image is not installed: the real-photo check is skipped (or pass --images)")
     rows = check_export(model, args.out, fmt, photos)
