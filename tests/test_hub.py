@@ -164,3 +164,16 @@ def test_missing_dir_and_unreachable_hub_id(tmp_path, monkeypatch) -> None:
         crossvit.from_pretrained("runs/typo")  # ./runs exists: a local path, never sent to the hub
     with pytest.raises(FileNotFoundError, match=r"someone/model: no such local directory, and not fetched .*OSError"):
         crossvit.from_pretrained("someone/model")
+
+
+def test_flipped_bit_in_release_weights_is_detected(tmp_path) -> None:
+    """A release records its weights' sha256: one flipped bit inside tensor data is an error naming the file."""
+    crossvit.save_pretrained(tiny(), tmp_path)
+    assert len(json.loads((tmp_path / "config.json").read_text())["weights_sha256"]) == 64
+    crossvit.from_pretrained(tmp_path)  # intact: loads
+    w = tmp_path / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-5] ^= 0x01  # inside the last tensor's bytes: safetensors itself cannot notice
+    w.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*sha256"):
+        crossvit.from_pretrained(tmp_path)

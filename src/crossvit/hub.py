@@ -127,8 +127,20 @@ def save_pretrained(
         config.update(extra)
     sd = {k: v.detach().to("cpu").contiguous() for k, v in to_timm_state_dict(model.state_dict()).items()}
     _atomic_write(save_dir / WEIGHTS_NAME, lambda p: save_file(sd, p, metadata={"format": "pt"}))
+    # The config is written last and names the weights' digest: a damaged or mismatched pair is caught on load.
+    config["weights_sha256"] = file_sha256(save_dir / WEIGHTS_NAME)
     _atomic_write(save_dir / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
     return save_dir
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _atomic_write(dst: Path, write) -> None:
@@ -229,6 +241,11 @@ def from_pretrained(
             raise FileNotFoundError(f"{weights}: missing (next to {cfg_path})")
         weights = alt
     model = build_model(cfg)
+    expected = config.get("weights_sha256")
+    if expected and weights.name == WEIGHTS_NAME and file_sha256(weights) != expected:
+        raise CheckpointError(
+            f"{weights}: its sha256 differs from the one {cfg_path} records: the file is damaged or was replaced"
+        )
     load_into(model, read_state_dict(weights), source=str(weights))
     pc = dict(config.get("pretrained_cfg", {}))
     if img_size is not None:
