@@ -37,7 +37,7 @@ class TrainConfig:
     """Every training option. Defaults: the paper's ImageNet recipe (Sec. 4.1, Table 9) with DeiT's augmentation."""
 
     # --- data ----------------------------------------------------------------------------------------------------
-    data: str | None = _f(None, "ImageFolder root (train/ and val/) or WebDataset shards dir; none: bundled digits")
+    data: str | None = _f(None, "ImageFolder root (train/, val/) or tar-shards dir; none: the digits demo recipe")
     train_split: str = _f("train", "sub-directory with the training images (or .tar shards)")
     val_split: str = _f("val", "sub-directory with the validation images (or .tar shards)")
     val_fraction: float | None = _f(
