@@ -129,5 +129,5 @@ def main(args: argparse.Namespace) -> int:
         f"digits val top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  ({r['epochs']} epochs, {r['amp']}, "
         f"wall time {r['wall_s']:.0f} s)"
     )
-    print(f"release: {r['release_dir']}   (crossvit predict {r['release_dir']} IMAGE)")
+    print(f"release: {r['release_dir']}   (crossvit predict IMAGE --checkpoint {r['release_dir']})")
     return 0
