@@ -261,7 +261,6 @@ def test_tar_shards_skip_bad_members_naming_shard_and_key(corpus, tmp_path):
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7 request: a truncated shard should follow --on-bad-image skip")
 def test_truncated_shard_is_skipped_in_skip_mode(tmp_path):
     from badimages import good_png
     from crossvit.data.images import BadImagePolicy

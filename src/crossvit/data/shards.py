@@ -10,6 +10,7 @@ A shard is a plain ``.tar`` whose members are grouped by key: ``000123.jpg`` (or
 from __future__ import annotations
 
 import io
+import os
 import random
 import tarfile
 from collections.abc import Callable, Iterator
@@ -48,6 +49,19 @@ def _iter_groups(shard: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
         raise BadImageError(f"{shard}: broken tar shard ({type(e).__name__}: {e})") from None
     if group:
         yield key, group
+    if not _has_end_marker(shard):
+        # tarfile stops silently when a copy was cut inside a member header; the missing end-of-archive blocks
+        # (two zero records) are what tells a complete shard from a cut one.
+        raise BadImageError(f"{shard}: truncated tar shard (no end-of-archive marker); samples after the cut are lost")
+
+
+def _has_end_marker(shard: Path) -> bool:
+    size = shard.stat().st_size
+    if size % 512 or size < 1024:
+        return False
+    with open(shard, "rb") as f:
+        f.seek(-1024, os.SEEK_END)
+        return f.read() == bytes(1024)
 
 
 def _label(group: dict[str, bytes], where: str) -> int:
@@ -112,10 +126,13 @@ class ShardDataset(IterableDataset):
                 rng.shuffle(order)
             i = 0
             for s in order:
-                for key, group in _iter_groups(s):
-                    if by_shard or i % parts == part:
-                        yield f"{s}:{key}", group
-                    i += 1
+                try:
+                    for key, group in _iter_groups(s):
+                        if by_shard or i % parts == part:
+                            yield f"{s}:{key}", group
+                        i += 1
+                except BadImageError as e:  # a shard cut off mid-copy: keep what was read, follow the policy
+                    self.policy.handle(e, str(s))
             if not self.train:
                 return
 
@@ -133,10 +150,10 @@ class ShardDataset(IterableDataset):
                 if ext is None:
                     raise BadImageError(f"{where}: no image member ({', '.join(IMAGE_EXTS)})")
                 img = decode_bytes(group[ext], where)
-            except BadImageError as e:
+                label = _label(group, where)
+            except (BadImageError, ValueError) as e:  # undecodable image, or a sample cut off before its label
                 self.policy.handle(e, where)
                 continue
-            label = _label(group, where)
             yield (self.transform(img) if self.transform else img), label
 
 
