@@ -97,7 +97,8 @@ def test_prepare_training_keeps_gradients(tiny: nn.Module) -> None:
     assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
 
 
-def test_compiled_inference_matches_eager(tiny: nn.Module) -> None:
+def test_compiled_inference_matches_eager(tiny: nn.Module, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # no stale / shared compile cache
     x = _images(2)
     with torch.no_grad():
         want = tiny(x)
