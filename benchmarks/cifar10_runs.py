@@ -45,6 +45,12 @@ QUEUE: list[tuple[str, int]] = [
     ("crossvit_cifar_single_36", 2),
     ("crossvit_cifar_36", 2),
     ("crossvit_cifar_fuse_clstoken_36", 2),
+    ("crossvit_cifar_fuse_none_36", 1),
+    ("crossvit_cifar_fuse_allattn_36", 1),
+    ("crossvit_cifar_fuse_pairwise_36", 1),
+    ("crossvit_cifar_fuse_none_36", 2),
+    ("crossvit_cifar_fuse_pairwise_36", 2),
+    ("crossvit_cifar_fuse_allattn_36", 2),
 ]
 
 

@@ -139,6 +139,14 @@ def test_cli_writes_page_pngs_and_release(runs_dir: Path, tmp_path: Path) -> Non
     assert sorted(p.name for p in rel.iterdir()) == ["config.json", "model.safetensors"]
 
 
+def test_release_model(runs_dir: Path, tmp_path: Path) -> None:
+    out, rel = tmp_path / "r.md", tmp_path / "rel"
+    args = ["results", str(runs_dir), "--out", str(out), "--release", str(rel), "--release-model", NONE]
+    assert cli_main(args) == 0
+    assert f"run `{NONE}-s0`" in out.read_text() and "best complete run of this model" in out.read_text()
+    assert cli_main([*args[:-1], "crossvit_cifar_fuse_clstoken_36"]) == 2  # its only run was interrupted
+
+
 def test_release_too_big(tmp_path: Path) -> None:
     fake_run(tmp_path, CROSS, 0, [40.0], release_bytes=10 * 2**20 + 1)
     with pytest.raises(ValueError, match="over the 10 MiB"):

@@ -286,9 +286,10 @@ def plot_curves(groups: dict[str, Group], img_dir: Path) -> list[Path]:
     return out
 
 
-def best_run(runs: list[Run]) -> Run | None:
-    """The complete run with the highest final top-1 that has a release dir."""
+def best_run(runs: list[Run], model: str | None = None) -> Run | None:
+    """The complete run (of ``model``, if given) with the highest final top-1 that has a release dir."""
     ok = [r for r in runs if r.complete and r.top1 is not None and (r.path / "release" / "config.json").is_file()]
+    ok = [r for r in ok if model is None or r.model == model]
     return max(ok, key=lambda r: r.top1) if ok else None
 
 
@@ -311,6 +312,7 @@ def render(
     command: str,
     released: tuple[Run, str] | None = None,
     speed: dict[str, Any] | None = None,
+    model_only: bool = False,
 ) -> str:
     """The markdown page. ``speed``: {model: {img_s, threads, batch_size, amp, steps}} measured on an idle machine."""
     groups = group_runs(runs)
@@ -391,13 +393,13 @@ def render(
     L.append("\n## Learning curves\n")
     L.append(f"![validation top-1 per epoch]({img_rel}/top1.png)\n")
     L.append(f"![training loss per epoch]({img_rel}/train_loss.png)\n")
-    L.extend(next_steps(runs, groups))
+    L.extend(next_steps(runs, groups, speed=speed))
     if released:
         r, dest = released
         L.append("## Released checkpoint\n")
         L.append(
             f"`{dest}`: run `{r.path.name}` (`{r.model}`, seed {r.seed}), final top-1 {r.top1:.2f}% on the validation "
-            f"split, the best complete run above.\n"
+            f"split: the best complete run{' of this model' if model_only else ''} above.\n"
         )
         L.append(
             f"    crossvit predict IMAGE --checkpoint {dest}\n"
@@ -406,10 +408,18 @@ def render(
     return "\n".join(L) + "\n"
 
 
-def next_steps(runs: list[Run], groups: dict[str, Group], epochs: int = 300, train_images: int = 45000) -> list[str]:
-    """The full-schedule command and its cost at the measured throughput of these runs."""
+def next_steps(
+    runs: list[Run],
+    groups: dict[str, Group],
+    epochs: int = 300,
+    train_images: int = 45000,
+    speed: dict[str, Any] | None = None,
+) -> list[str]:
+    """The full-schedule command and its cost at the measured throughput (idle-machine figure when there is one)."""
     cross = groups.get(CROSS) or next(iter(groups.values()))
-    speeds = cross.values(lambda r: r.img_s)
+    idle = (speed or {}).get(cross.model, {}).get("img_s")
+    speeds = [idle] if idle else cross.values(lambda r: r.img_s)
+    where = "on the idle machine (speed.json)" if idle else "during the runs"
     L = ["\n## With more compute\n"]
     L.append(
         f"The paper's recipe at full length: {epochs} epochs on all {train_images} training images (500 per class "
@@ -425,8 +435,8 @@ def next_steps(runs: list[Run], groups: dict[str, Group], epochs: int = 300, tra
         v = statistics.median(speeds)
         hours = epochs * train_images / v / 3600
         L.append(
-            f"At the {v:.0f} img/s measured here for `{cross.model}` that is about {hours:.0f} hours per run on this "
-            f"CPU ({epochs} x {train_images} images / {v:.0f} img/s, validation not counted).\n"
+            f"At the {v:.0f} img/s measured {where} for `{cross.model}` that is about {hours:.0f} hours per run "
+            f"on this CPU ({epochs} x {train_images} images / {v:.0f} img/s, validation not counted).\n"
         )
     return L
 
@@ -501,6 +511,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="docs/results-cifar10.md", help="markdown page to write")
     p.add_argument("--img-dir", default=None, help="PNG directory (default: <out dir>/img/cifar10)")
     p.add_argument("--release", default=None, help="copy the best complete run's release dir here (< 10 MiB)")
+    p.add_argument(
+        "--release-model",
+        default=None,
+        help="release the best run of this model (e.g. crossvit_cifar_36: `crossvit attention` needs cross-attention)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -510,17 +525,19 @@ def main(args: argparse.Namespace) -> int:
     plot_curves(group_runs(runs), img_dir)
     released = None
     if args.release:
-        best = best_run(runs)
+        best = best_run(runs, args.release_model)
         if best is None:
-            raise ValueError(f"--release: no complete run with a release dir under {args.runs}")
+            what = f" of {args.release_model}" if args.release_model else ""
+            raise ValueError(f"--release: no complete run{what} with a release dir under {args.runs}")
         released = (best, str(release(best, Path(args.release))))
     try:
         img_rel = str(img_dir.resolve().relative_to(out.resolve().parent))
     except ValueError:
         img_rel = str(img_dir.resolve())
     cmd = f"crossvit results {args.runs} --out {args.out}" + (f" --release {args.release}" if args.release else "")
+    cmd += f" --release-model {args.release_model}" if args.release_model else ""
     out.parent.mkdir(parents=True, exist_ok=True)
     speed = _read_json(Path(args.runs) / "speed.json")
-    out.write_text(render(runs, img_rel, cmd, released, speed))
+    out.write_text(render(runs, img_rel, cmd, released, speed, model_only=bool(args.release_model)))
     print(f"wrote {out} ({len(runs)} runs) and {img_dir}/top1.png, train_loss.png")
     return 0
