@@ -6,6 +6,11 @@
     python benchmarks/cifar10_runs.py speed --threads 2                         # img/s on the idle machine
     crossvit results runs/cifar10 --out docs/results-cifar10.md                 # the table and the curves
 
+    # the middle budget: 10 epochs over all 48,000 training images (same 2,000-image validation split)
+    python benchmarks/cifar10_runs.py --budget mid prepare
+    python benchmarks/cifar10_runs.py --budget mid one --model crossvit_cifar_36 --seed 0
+    crossvit results runs/cifar10-mid --out docs/results-cifar10-mid.md
+
 Each run is ``crossvit.train.train`` on ``configs/cifar10.yaml`` with --model/--seed/--experiment changed, in its own
 process; the run dir (runs/cifar10/<model>-s<seed>) holds config.yaml, summary.csv, last.pth, release/, and what this
 script adds: validate.json (top-1 of the ensemble and of each branch head on the validation split) and run.json
@@ -30,6 +35,11 @@ SOURCE = ROOT.parent / "shared" / "datasets" / "cifar10" / "train"
 OUT = ROOT / "runs" / "cifar10"
 VAL_PER_CLASS = 200  # fixed validation split carved from train/ (split_samples seed 0): 2,000 images
 TRAIN_PER_CLASS = 500  # training subset drawn from the rest (split_samples seed 1): 5,000 images
+# --budget: (recipe, run root, training images per class; None = every image not in the validation split)
+BUDGETS: dict[str, tuple[Path, Path, int | None]] = {
+    "short": (RECIPE, OUT, TRAIN_PER_CLASS),
+    "mid": (ROOT / "configs" / "cifar10_mid.yaml", ROOT / "runs" / "cifar10-mid", None),
+}
 
 # priority order of the brief; extra seeds last (skipped when the deadline does not leave room)
 QUEUE: list[tuple[str, int]] = [
@@ -54,17 +64,20 @@ QUEUE: list[tuple[str, int]] = [
 ]
 
 
+BUDGET = "short"
+
+
 def run_name(model: str, seed: int) -> str:
     return f"{model}-s{seed}"
 
 
-def prepare(source: Path = SOURCE, out: Path = OUT / "data") -> None:
+def prepare(source: Path = SOURCE, out: Path = OUT / "data", per_class: int | None = TRAIN_PER_CLASS) -> None:
     """``out/val`` and ``out/train`` as ImageFolder trees of symlinks into ``source`` (which is only read)."""
     from crossvit.data.folder import scan_folder, split_samples
 
     classes, samples = scan_folder(source)
-    rest, val = split_samples(samples, VAL_PER_CLASS, seed=0)
-    _, train = split_samples(rest, TRAIN_PER_CLASS, seed=1)
+    rest, val = split_samples(samples, VAL_PER_CLASS, seed=0)  # the same validation split for every budget
+    train = rest if per_class is None else split_samples(rest, per_class, seed=1)[1]
     for split, items in (("val", val), ("train", train)):
         for c in classes:
             (out / split / c).mkdir(parents=True, exist_ok=True)
@@ -189,7 +202,7 @@ def queue(deadline: str, busy_until: str, min_left_s: float) -> int:
         threads = 1 if time.time() < busy else 2  # on a shared machine 2 threads stall each other
         print(f"{time.strftime('%H:%M:%S')} start {name} ({threads} thread(s), {left:.0f} s left)", flush=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        cmd = [sys.executable, __file__, "one", "--model", model, "--seed", str(seed), "--threads", str(threads)]
+        cmd = [sys.executable, __file__, "--budget", BUDGET, "one", "--model", model, "--seed", str(seed), "--threads", str(threads)]
         t0 = time.time()
         try:
             rc = subprocess.run(cmd, env=env, timeout=left).returncode
@@ -202,7 +215,9 @@ def queue(deadline: str, busy_until: str, min_left_s: float) -> int:
 
 
 def main() -> int:
+    global RECIPE, OUT, BUDGET  # one budget per process: the subcommands below read these
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="short", help="recipe + run root (default short)")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("prepare", help="make runs/cifar10/data")
     o = sub.add_parser("one", help="train + evaluate one run")
@@ -216,8 +231,10 @@ def main() -> int:
     q.add_argument("--busy-until", default="12:40", help="UTC HH:MM until which the CPU is shared (1 thread)")
     q.add_argument("--min-left", type=float, default=240.0, help="do not start a run with fewer seconds left")
     a = p.parse_args()
+    BUDGET = a.budget
+    RECIPE, OUT, per_class = BUDGETS[a.budget]
     if a.cmd == "prepare":
-        prepare()
+        prepare(out=OUT / "data", per_class=per_class)
         return 0
     if a.cmd == "speed":
         return speed(a.threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -55,7 +56,8 @@ def toy(tmp_path_factory):
 
 
 @pytest.mark.parametrize("amp", ["fp32", "bf16"])
-def test_two_steps(toy, tmp_path, amp):
+def test_two_steps(toy, tmp_path, amp, caplog):
+    caplog.set_level(logging.INFO, logger="crossvit")
     r = train(tiny(toy, tmp_path, amp=amp))
     assert r["amp"] == amp and r["steps"] == 2 and r["complete"]  # 12 images / batch 6
     run = tmp_path / "run"
@@ -71,6 +73,15 @@ def test_two_steps(toy, tmp_path, amp):
         assert torch.equal(rel.state_dict()[k], v), k
     st = load_checkpoint(run / "last.pth")
     assert st["epoch"] == 1 and st["step"] == 2 and st["config"]["amp"] == amp
+    # attention "auto": explicit matmuls for bf16 training on CPU (crossvit.fast.pick_attention), SDPA in fp32
+    impls = {m.impl for m in r["model"].modules() if hasattr(m, "impl")}
+    assert impls == {"math" if amp == "bf16" else "sdpa"}
+    assert f"{amp}, {impls.pop()} attention" in caplog.text
+
+
+def test_attention_flag_overrides_the_automatic_choice(toy, tmp_path):
+    r = train(tiny(toy, tmp_path, amp="bf16", attention="sdpa"))
+    assert {m.impl for m in r["model"].modules() if hasattr(m, "impl")} == {"sdpa"}
 
 
 def test_resume_is_bit_exact(toy, tmp_path):

@@ -116,6 +116,12 @@ class TrainConfig:
         "auto", "precision: auto = bf16 on CPUs with bf16 units, fp16 on CUDA; fp32 = none", choices=AMP_CHOICES
     )
     device: str = _f("auto", "cpu, cuda, cuda:N or auto")
+    attention: str = _f(
+        "auto",
+        "attention kernel: auto = the measured-fastest for the device and precision (explicit matmuls for bf16 "
+        "training on CPU, fused SDPA otherwise; crossvit.fast.pick_attention)",
+        choices=("auto", "sdpa", "math"),
+    )
     seed: int = _f(0, "random seed (offset by rank)")
     threads: int | None = _f(
         None, "torch CPU threads per process (default: torch's choice; 1 is fastest for tiny models on busy CPUs)"

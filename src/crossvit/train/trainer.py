@@ -31,6 +31,7 @@ from .config import TrainConfig
 from .engine import evaluate, train_one_epoch
 from .model_setup import arch_config, build_model
 from .optim import WarmupCosine, build_optimizer
+from ..fast import pick_attention
 from .precision import grad_scaler, resolve_amp
 from .progress import RunLog
 
@@ -150,6 +151,9 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(cfg, num_classes).to(dist.device)
     model.label_names = classes
+    # the CPU SDPA backward in bf16 is the slow half of a small model's step; explicit matmuls run on the GEMM units
+    attention = cfg.attention if cfg.attention != "auto" else pick_attention(dist.device, amp, training=True)
+    model.set_attention_impl(attention)
     seed_everything(cfg.seed + dist.rank)  # different augmentation per rank
 
     train_dl, sampler, steps, val_dl = _loaders(cfg, data, dist)
@@ -212,7 +216,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         n_params = sum(p.numel() for p in model.parameters())
         log.info(
             "run %s | data %s: %d train / %d val images, %d classes | model %s %.2fM params %dpx | %d process(es) on "
-            "%s, %s | lr %.3g, global batch %d, %d steps/epoch",
+            "%s, %s, %s attention | lr %.3g, global batch %d, %d steps/epoch",
             run_dir,
             describe(cfg.data),
             data.train_len,
@@ -224,6 +228,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             dist.world,
             dist.device,
             amp,
+            attention,
             lr,
             cfg.batch_size * dist.world,
             steps,
