@@ -202,7 +202,19 @@ def queue(deadline: str, busy_until: str, min_left_s: float) -> int:
         threads = 1 if time.time() < busy else 2  # on a shared machine 2 threads stall each other
         print(f"{time.strftime('%H:%M:%S')} start {name} ({threads} thread(s), {left:.0f} s left)", flush=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        cmd = [sys.executable, __file__, "--budget", BUDGET, "one", "--model", model, "--seed", str(seed), "--threads", str(threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--budget",
+            BUDGET,
+            "one",
+            "--model",
+            model,
+            "--seed",
+            str(seed),
+            "--threads",
+            str(threads),
+        ]
         t0 = time.time()
         try:
             rc = subprocess.run(cmd, env=env, timeout=left).returncode

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from ..data.build import Data, build_data, describe
 from ..data.samplers import ShardSampler, train_sampler
+from ..fast import pick_attention
 from ..hub import save_pretrained
 from . import distributed as D
 from .checkpoint import find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state, verify_checkpoint
@@ -31,7 +32,6 @@ from .config import TrainConfig
 from .engine import evaluate, train_one_epoch
 from .model_setup import arch_config, build_model
 from .optim import WarmupCosine, build_optimizer
-from ..fast import pick_attention
 from .precision import grad_scaler, resolve_amp
 from .progress import RunLog
 
