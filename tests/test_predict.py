@@ -208,3 +208,31 @@ def test_checkpoint_of_another_architecture(tmp_path, capsys, photos) -> None:
     assert cli(["predict", str(photos / "chelsea.jpg"), "--checkpoint", str(rel)]) == 2
     err = capsys.readouterr().err
     assert "config.json" in err and "resnet50" in err and "not a CrossViT model" in err
+
+
+def _probs_by_label(rows: list[dict]) -> list[dict[str, float]]:
+    return [{t["label"]: t["prob"] for t in r["topk"]} for r in rows if r["error"] is None]
+
+
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_fast_paths_answer_like_the_plain_model(release, photos, capsys, runtime) -> None:
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    model, rel, _ = release
+    files = [photos / "chelsea.jpg", photos / "broken.jpg", photos / "coffee.png"]
+    ref = predict(model, files)
+    # fp32 fast form through the Python API: same answers, the broken file still reported on its own
+    fast = crossvit.from_pretrained(rel).to_inference("fp32", runtime=runtime)
+    for a, b in zip(predict(fast, files), ref):
+        assert a.ok == b.ok and a.error == b.error
+        if a.ok:
+            torch.testing.assert_close(a.probs, b.probs, atol=1e-4, rtol=0)
+            assert a.indices == b.indices and a.topk[0][0] == LABELS[b.indices[0]]
+    # bf16 through the CLI: probabilities within bf16's reach of fp32, labels from the release's config
+    argv = ["predict", *map(str, files), "--checkpoint", str(rel), "--format", "json", "--precision", "bf16"]
+    assert cli([*argv, "--runtime", runtime]) == 0  # 2 of 3 readable
+    got = _probs_by_label(json.loads(capsys.readouterr().out))
+    want = [{LABELS[i]: float(p.probs[i]) for i in range(3)} for p in ref if p.ok]
+    assert len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        assert set(g) == set(LABELS) and max(abs(g[k] - w[k]) for k in LABELS) < 0.03

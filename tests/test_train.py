@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 
@@ -162,6 +163,12 @@ def test_validate_matches_hand_computation(tmp_path):
             assert m["confusion"][c][d] == int(((y == c) & (pred == d)).sum())
     assert (tmp_path / "confusion.png").stat().st_size > 1000
     assert json.loads((tmp_path / "metrics.json").read_text())["top1"] == pytest.approx(m["top1"])
+    # the OpenVINO runtime (optional dependency) gives the same figures, without the per-branch ones
+    if importlib.util.find_spec("openvino") is not None:
+        ov = validate(model, TensorDataset(x, y), batch_size=5, runtime="openvino")
+        assert ov["runtime"] == "openvino fp32" and "top1_branch_s" not in ov
+        assert ov["top1"] == pytest.approx(m["top1"]) and ov["top5"] == pytest.approx(m["top5"])
+        assert ov["loss"] == pytest.approx(m["loss"], rel=1e-4) and ov["confusion"] == m["confusion"]
 
 
 def test_plot_and_cli_validate(toy, tmp_path, capsys):

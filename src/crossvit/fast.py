@@ -18,6 +18,7 @@ What each switch does (measured in docs/performance.md, ``crossvit benchmark``):
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -138,9 +139,15 @@ class OpenVINOModel:
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
         }
         example = torch.zeros(1, self.cfg.in_chans, *self.cfg.img_size)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # tracing notes that the shape checks are constants for this input size, which is what we want
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace, which OpenVINO calls
             self._ov_model = ov.convert_model(self.model, example_input=example)
         self._compiled: dict[int, object] = {}
+
+    def eval(self) -> OpenVINOModel:  # called like nn.Module.eval by evaluation loops; always in inference mode
+        return self
 
     def __call__(self, x: Tensor) -> Tensor:
         b = x.shape[0]

@@ -62,6 +62,13 @@ class Prediction:
         }
 
 
+def unwrap(model: Any) -> CrossViT:
+    """The CrossViT inside a fast inference wrapper (``crossvit.fast``), or ``model`` itself."""
+    from .fast import InferenceModel, OpenVINOModel
+
+    return model.model if isinstance(model, (InferenceModel, OpenVINOModel)) else model
+
+
 def label_names(model: CrossViT) -> list[str] | None:
     """``model.label_names`` when it has one name per class, else None (callers then print class indices)."""
     names = getattr(model, "label_names", None)
@@ -89,12 +96,15 @@ def predict(
     """Top-k predictions for PIL images, paths or (H, W, 3) arrays, in input order (always a list).
 
     Args:
-        model: a CrossViT with a classifier; its device and dtype are used.
+        model: a CrossViT with a classifier (its device and dtype are used), or its fast form from
+            ``model.to_inference(...)`` / :func:`crossvit.fast.to_inference` (bf16, compiled, OpenVINO), which takes
+            fp32 images; metadata (classes, label names, preprocessing) then comes from the wrapped model.
         images: one image or an iterable of them; mixed kinds are fine.
         topk: classes per image (capped at the class count).
         batch_size: images per forward pass; only one batch of decoded images is held at a time.
         transform: preprocessing; default :func:`crossvit.eval_transform` of the model.
     """
+    run, model = model, unwrap(model)
     if model.num_classes < 1:
         raise ValueError("the model has no classifier (num_classes=0); create it with num_classes >= 1")
     if topk < 1 or batch_size < 1:
@@ -104,6 +114,7 @@ def predict(
     names = label_names(model)
     k = min(topk, model.num_classes)
     param = next(model.parameters())
+    in_dtype = param.dtype if run is model else torch.float32  # the fast wrappers cast fp32 images themselves
     was_training = model.training
     model.eval()
     out: list[Prediction] = []
@@ -119,8 +130,8 @@ def predict(
                 except ImageReadError as e:
                     results[j].error = str(e)
             if tensors:
-                x = torch.stack(tensors).to(device=param.device, dtype=param.dtype)  # (b, C, H, W)
-                probs = model(x).float().softmax(dim=-1).cpu()  # (b, num_classes)
+                x = torch.stack(tensors).to(device=param.device, dtype=in_dtype)  # (b, C, H, W)
+                probs = run(x).float().softmax(dim=-1).cpu()  # (b, num_classes)
                 top_p, top_i = probs.topk(k, dim=-1)  # (b, k)
                 for row, j in enumerate(slots):
                     idx = top_i[row].tolist()

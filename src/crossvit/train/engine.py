@@ -118,7 +118,8 @@ def evaluate(
     """Top-1 / top-5 accuracy (%), mean cross-entropy, and (``num_classes``) the confusion matrix rows=truth.
 
     With ``branches`` also the accuracy of each branch head alone (Table 6: S-branch CLS only, L-branch CLS only).
-    Counts are summed over ranks before the ratios are taken.
+    Counts are summed over ranks before the ratios are taken. ``model`` may also be a fast inference wrapper
+    (``crossvit.fast``), called on fp32 images.
     """
     model.eval()
     k = num_classes or 0

@@ -110,12 +110,14 @@ def validate(
     device: str = "cpu",
     out_dir: str | Path | None = None,
     model_name: str | None = None,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``data`` (a dataset yielding preprocessed tensors, a directory, or 'digits').
 
     Returns top1, top5 (%), loss (mean cross-entropy), per_class (name -> % correct, None if absent),
     top1_branch_s / top1_branch_l (each branch head alone), confusion (rows = true class), images.
-    With ``out_dir``: metrics.json and confusion.png are written there.
+    With ``out_dir``: metrics.json and confusion.png are written there. ``runtime="openvino"`` evaluates the
+    OpenVINO-compiled model (``amp`` bf16 -> its bf16 precision hint); it has no per-branch accuracies.
     """
     if not isinstance(model, CrossViT):
         model = load_model(model, model_name, img_size)
@@ -128,7 +130,17 @@ def validate(
         raise ValueError(f"{data}: no images to evaluate")
     dl = DataLoader(ds, batch_size=batch_size, num_workers=workers if not isinstance(data, Dataset) else 0)
     t0 = time.perf_counter()
-    m = evaluate(model, dl, dev, resolve_amp(amp, dev), num_classes=model.num_classes, branches=True)
+    amp = resolve_amp(amp, dev)
+    if runtime == "torch":
+        m = evaluate(model, dl, dev, amp, num_classes=model.num_classes, branches=True)
+    else:
+        from ..fast import to_inference
+
+        if dev.type != "cpu":
+            raise ValueError(f"--runtime {runtime} runs on the CPU; drop --device {device}")
+        fast = to_inference(model, "bf16" if amp == "bf16" else "fp32", runtime=runtime)  # type: ignore[arg-type]
+        m = evaluate(fast, dl, dev, "fp32", num_classes=model.num_classes)  # it casts fp32 inputs itself
+        m["runtime"] = f"{runtime} {amp}"
     conf = m.pop("confusion")
     names = list(getattr(model, "label_names", None) or [str(i) for i in range(model.num_classes)])
     totals = conf.sum(1)
