@@ -24,6 +24,31 @@ from .layers import Block, PatchEmbed, norm_layer
 Tokens = list[Tensor]
 
 
+def branch_blocks(cfg: CrossViTConfig, b: int, depth: int, drop_path: list[float]) -> nn.Sequential:
+    """``depth`` transformer blocks of branch ``b`` (0 = S, 1 = L), block i with drop-path rate ``drop_path[i]``."""
+    return nn.Sequential(
+        *[
+            Block(
+                cfg.embed_dim[b],
+                cfg.num_heads[b],
+                cfg.mlp_ratio[b],
+                cfg.qkv_bias,
+                cfg.proj_drop_rate,
+                cfg.attn_drop_rate,
+                drop_path[i],
+            )
+            for i in range(depth)
+        ]
+    )
+
+
+def run_blocks(blocks: nn.Sequential, x: Tensor, grad_checkpointing: bool) -> Tensor:
+    """The blocks in order; with ``grad_checkpointing`` (and autograd on) each recomputes its activations."""
+    for blk in blocks:
+        x = checkpoint(blk, x, use_reentrant=False) if grad_checkpointing and torch.is_grad_enabled() else blk(x)
+    return x
+
+
 class MultiScaleEncoder(nn.Module):
     """One of the K multi-scale transformer encoders: N + M blocks, then a fusion of the two branches."""
 
@@ -31,35 +56,12 @@ class MultiScaleEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         depths = (cfg.small_depth, cfg.large_depth)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(
-                *[
-                    Block(
-                        cfg.embed_dim[b],
-                        cfg.num_heads[b],
-                        cfg.mlp_ratio[b],
-                        cfg.qkv_bias,
-                        cfg.proj_drop_rate,
-                        cfg.attn_drop_rate,
-                        drop_path[i],
-                    )
-                    for i in range(depths[b])
-                ]
-            )
-            for b in range(2)
-        )
+        self.blocks = nn.ModuleList(branch_blocks(cfg, b, depths[b], drop_path) for b in range(2))
         self.projs, self.fusion, self.revert_projs = build_fusion(cfg, drop_path[-1])
         self.grad_checkpointing = False
 
     def forward(self, xs: Tokens) -> Tokens:
-        outs = []
-        for x, branch in zip(xs, self.blocks):
-            for blk in branch:
-                if self.grad_checkpointing and torch.is_grad_enabled():
-                    x = checkpoint(blk, x, use_reentrant=False)
-                else:
-                    x = blk(x)
-            outs.append(x)
+        outs = [run_blocks(branch, x, self.grad_checkpointing) for x, branch in zip(xs, self.blocks)]
         return FUSE[self.cfg.fusion](self, outs, self.cfg)
 
 

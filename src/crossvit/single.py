@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from .config import CrossViTConfig
-from .layers import Block, PatchEmbed, norm_layer
-from .model import CrossViT, Tokens, _init_weights
+from .layers import PatchEmbed, norm_layer
+from .model import CrossViT, Tokens, _init_weights, branch_blocks, run_blocks
 
 BRANCH = 1  # the L branch
 
@@ -24,30 +24,11 @@ class SingleEncoder(nn.Module):
 
     def __init__(self, cfg: CrossViTConfig, drop_path: list[float]) -> None:
         super().__init__()
-        b = BRANCH
-        blocks = [
-            Block(
-                cfg.embed_dim[b],
-                cfg.num_heads[b],
-                cfg.mlp_ratio[b],
-                cfg.qkv_bias,
-                cfg.proj_drop_rate,
-                cfg.attn_drop_rate,
-                drop_path[i],
-            )
-            for i in range(cfg.large_depth)
-        ]
-        self.blocks = nn.ModuleList([nn.Sequential(*blocks)])
+        self.blocks = nn.ModuleList([branch_blocks(cfg, BRANCH, cfg.large_depth, drop_path)])
         self.grad_checkpointing = False
 
     def forward(self, xs: Tokens) -> Tokens:
-        x = xs[0]
-        for blk in self.blocks[0]:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
-            else:
-                x = blk(x)
-        return [x]
+        return [run_blocks(self.blocks[0], xs[0], self.grad_checkpointing)]
 
 
 class SingleBranchViT(CrossViT):

@@ -14,6 +14,7 @@ import logging
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,26 +33,38 @@ class CheckpointError(ValueError):
     """A weights file that cannot be used; the message names the file and the reason."""
 
 
-def read_state_dict(path: str | Path, use_ema: bool = False) -> dict[str, Tensor]:
-    """Tensors of a weights file, unwrapped and in our key layout."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such weights file")
+def safe_torch_load(path: Path, advice: str) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain values only. A pickle that carries other Python objects
+    (which could run code) is refused; any failure is a :class:`CheckpointError` naming the file."""
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: object = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every reader failure becomes one clear message
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             raise CheckpointError(
                 f"{path}: refused to unpickle it: it holds Python objects beyond tensors, which could run code "
-                f"({msg}). Convert it to .safetensors or re-save a plain state dict from a trusted environment."
+                f"({msg[:200]}). {advice}"
             ) from None
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {msg})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {msg[:200]})") from None
+
+
+def read_state_dict(path: str | Path, use_ema: bool = False) -> dict[str, Tensor]:
+    """Tensors of a weights file, unwrapped and in our key layout."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            obj: object = load_file(str(path), device="cpu")
+        except Exception as e:  # noqa: BLE001 - every reader failure becomes one clear message
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {msg})") from None
+    else:
+        obj = safe_torch_load(
+            path, "Convert it to .safetensors or re-save a plain state dict from a trusted environment."
+        )
     return normalize_state_dict(obj, source=str(path), use_ema=use_ema)
 
 

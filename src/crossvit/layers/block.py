@@ -13,32 +13,8 @@ def norm_layer(dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, eps=1e-6)
 
 
-class Block(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float,
-        qkv_bias: bool = True,
-        proj_drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.norm1 = norm_layer(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, proj_drop)
-        self.drop_path1 = DropPath(drop_path)
-        self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), proj_drop)
-        self.drop_path2 = DropPath(drop_path)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path1(self.attn(self.norm1(x)))
-        return x + self.drop_path2(self.mlp(self.norm2(x)))
-
-
 class _PreNormAttention(nn.Module):
-    """LayerNorm -> attention -> drop-path, without FFN: the shared body of the two fusion blocks."""
+    """LayerNorm -> attention -> drop-path: the shared body of the transformer block and the two fusion blocks."""
 
     attn_cls: type[nn.Module] = Attention
 
@@ -55,6 +31,29 @@ class _PreNormAttention(nn.Module):
         self.norm1 = norm_layer(dim)
         self.attn = self.attn_cls(dim, num_heads, qkv_bias, attn_drop, proj_drop)
         self.drop_path = DropPath(drop_path)
+
+
+class Block(_PreNormAttention):
+    """Pre-norm transformer block: ``x + MSA(LN(x))``, then ``x + FFN(LN(x))``."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__(dim, num_heads, qkv_bias, proj_drop, attn_drop, drop_path)
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), proj_drop)
+        self.drop_path2 = DropPath(drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
 
 
 class AttentionBlock(_PreNormAttention):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..weights import CheckpointError
+from ..weights import CheckpointError, safe_torch_load
 
 log = logging.getLogger("crossvit")
 
@@ -166,16 +166,7 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> dict[str, Any]:
         verify_checkpoint(path)
     elif not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any reader failure is one clear message naming the file
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise CheckpointError(
-                f"{path}: refused to unpickle it: it holds Python objects beyond tensors, which could run code "
-                f"({msg[:200]}). Only checkpoints written by crossvit (tensors and plain values) are loaded."
-            ) from None
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {msg[:200]})") from None
+    state = safe_torch_load(path, "Only checkpoints written by crossvit (tensors and plain values) are loaded.")
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a crossvit training checkpoint (no 'model' entry)")
     return state
