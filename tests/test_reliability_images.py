@@ -276,6 +276,12 @@ def test_truncated_shard_is_skipped_in_skip_mode(tmp_path):
     out = list(ShardDataset(paths, None, train=False, policy=BadImagePolicy("skip", tmp_path / "s.txt")))
     assert 8 <= len(out) < 16
     assert str(paths[1]) in (tmp_path / "s.txt").read_text()
+    with pytest.raises(Exception, match=paths[1].name):  # --on-bad-image error: the run stops, naming the shard
+        list(ShardDataset(paths, None, train=False, policy=BadImagePolicy("error")))
+    record(
+        "images", "a .tar shard cut off mid-member (interrupted copy)", 2, 2,
+        note=f"skip: {len(out)} of 16 samples kept, shard listed; error: stops naming the shard",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
