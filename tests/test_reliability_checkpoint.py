@@ -198,6 +198,28 @@ def _state(epoch: int, size: int = 1000) -> dict:
     return {"model": {"w": torch.full((size,), float(epoch))}, "epoch": epoch, "step": 10 * epoch}
 
 
+def test_two_saves_killed_between_their_renames_in_a_row(tmp_path, monkeypatch):
+    """A writer dies after installing the new sidecar but before the checkpoint, twice: the old file still verifies
+    (the second save must vouch for the file really at ``last.pth``, not for the first record of the sidecar)."""
+    path = tmp_path / "last.pth"
+    C.save_checkpoint(path, _state(1))
+    real_replace = os.replace
+
+    def die_after_sidecar(src, dst):
+        real_replace(src, dst)
+        if str(dst).endswith(".sha256"):
+            raise KeyboardInterrupt  # the process is gone before the checkpoint's own rename
+
+    monkeypatch.setattr(os, "replace", die_after_sidecar)
+    for epoch in (2, 3):
+        with pytest.raises(KeyboardInterrupt):
+            C.save_checkpoint(path, _state(epoch))
+    monkeypatch.undo()
+    assert C.verify_checkpoint(path) == 1 and C.find_resumable(tmp_path) == path
+    C.save_checkpoint(path, _state(4))  # and the next complete save works as usual
+    assert C.verify_checkpoint(path) == 4 and temp_files(tmp_path) == []
+
+
 def test_stale_temp_files_are_removed_by_the_next_save(tmp_path):
     C.save_checkpoint(tmp_path / "last.pth", _state(1))
     (tmp_path / ".last.pth.abc123.tmp").write_bytes(b"half a checkpoint")

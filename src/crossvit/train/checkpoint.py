@@ -93,6 +93,30 @@ def _records(side: Path) -> list[tuple[str, int, int]]:
     return out
 
 
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _current_record(path: Path, side: Path) -> tuple[str, int, int] | None:
+    """The sidecar record that matches the file now at ``path`` (size, then sha256), or None."""
+    if not (path.is_file() and side.is_file()):
+        return None
+    try:
+        records = _records(side)
+    except (ValueError, OSError):
+        return None
+    size = path.stat().st_size
+    candidates = [r for r in records if r[1] == size]
+    if not candidates:
+        return None
+    digest = _sha256_file(path)
+    return next((r for r in candidates if r[0] == digest), None)
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically (temp file in the same dir, fsync, rename, fsync the dir) plus its checksum.
 
@@ -110,12 +134,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     data = buf.getvalue()
     lines = [f"{hashlib.sha256(data).hexdigest()} {len(data)} {int(state.get('epoch', -1))}\n"]
     prev_epoch = None
-    if path.is_file() and side.is_file():
-        try:
-            digest, size, prev_epoch = _records(side)[0]
-            lines.append(f"{digest} {size} {prev_epoch}\n")
-        except ValueError:
-            pass
+    current = _current_record(path, side)
+    if current is not None:
+        # the record of the file really at ``path``: after a writer killed between the two renames below, the
+        # sidecar's first record names a file that never arrived, so the first record is not necessarily it
+        digest, size, prev_epoch = current
+        lines.append(f"{digest} {size} {prev_epoch}\n")
     tmp = tmp_side = None
     try:
         tmp = _write_tmp(path.parent, path.name, data)
@@ -149,12 +173,9 @@ def verify_checkpoint(path: str | Path) -> int:
         raise CheckpointError(
             f"{path}: {actual} bytes but {records[0][1]} were written; the file is truncated or altered"
         )
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    digest_now = _sha256_file(path)
     for digest, size, epoch in records:
-        if digest == h.hexdigest() and size == actual:
+        if digest == digest_now and size == actual:
             return epoch
     raise CheckpointError(f"{path}: sha256 does not match {side.name}; the file is corrupted or altered")
 
