@@ -535,7 +535,8 @@ def main(args: argparse.Namespace) -> int:
         img_rel = str(img_dir.resolve().relative_to(out.resolve().parent))
     except ValueError:
         img_rel = str(img_dir.resolve())
-    cmd = f"crossvit results {args.runs} --out {args.out}" + (f" --release {args.release}" if args.release else "")
+    cmd = f"crossvit results {args.runs} --out {args.out}" + (f" --img-dir {args.img_dir}" if args.img_dir else "")
+    cmd += f" --release {args.release}" if args.release else ""
     cmd += f" --release-model {args.release_model}" if args.release_model else ""
     out.parent.mkdir(parents=True, exist_ok=True)
     speed = _read_json(Path(args.runs) / "speed.json")
