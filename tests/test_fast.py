@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -199,6 +201,47 @@ def test_openvino_runtime_gives_torch_logits(tiny: nn.Module) -> None:
     assert torch.equal(ov(x[:1]), ov(x[:1]))  # a second batch size compiles its own network
     with pytest.raises(ValueError, match="runtime"):
         to_inference(copy.deepcopy(tiny), "fp32", runtime="tensorrt")  # type: ignore[arg-type]
+
+
+def _mapped(address: int) -> bool:
+    for line in open("/proc/self/maps"):
+        lo, hi = (int(a, 16) for a in line.split()[0].split("-"))
+        if lo <= address < hi:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc/self/maps")
+def test_openvino_leaves_the_alternate_signal_stack_usable(tiny: nn.Module) -> None:
+    """Two OpenVINO models freed in creation order left the thread on an unmapped signal stack (SIGSEGV on the
+    next SIGCHLD, which crashed the test suite); the thread must keep the stack it had, still mapped."""
+    pytest.importorskip("openvino")
+    import gc
+    import signal
+
+    from crossvit.openvino_cpu import sigaltstack
+
+    before = sigaltstack()
+    assert before is not None
+    first = to_inference(copy.deepcopy(tiny), "fp32", runtime="openvino")
+    first(_images(1))
+    second = to_inference(copy.deepcopy(tiny), "bf16", runtime="openvino")
+    second(_images(1))
+    del first
+    gc.collect()
+    del second
+    gc.collect()
+    after = sigaltstack()
+    assert after == before
+    if not after[1] & 2:  # SS_DISABLE clear: there is one, and signals can be delivered on it
+        assert _mapped(after[0])
+    got: list[int] = []  # and a handled signal really is delivered (a forced SIGSEGV would end the test run)
+    old = signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert got == [signal.SIGUSR1]
 
 
 def test_model_method_delegates(tiny: nn.Module) -> None:

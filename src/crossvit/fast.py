@@ -123,16 +123,16 @@ class OpenVINOModel:
     """
 
     def __init__(self, model: nn.Module, precision: Precision = "bf16", threads: int | None = None) -> None:
-        try:
-            import openvino as ov
-        except ImportError as e:
-            raise ValueError("runtime 'openvino' needs the openvino package: pip install openvino") from e
+        from . import openvino_cpu
+
+        openvino_cpu.core()  # the clear error when openvino is not installed, before any work
+        import openvino as ov
+
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"openvino runtime: precision must be fp32 or bf16, got {precision!r}")
         self.model = model.float().eval()
         self.cfg = model.cfg
         self.precision = precision
-        self._core = ov.Core()
         self._config = {
             "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
             "PERFORMANCE_HINT": "LATENCY",
@@ -150,11 +150,13 @@ class OpenVINOModel:
         return self
 
     def __call__(self, x: Tensor) -> Tensor:
+        from . import openvino_cpu
+
         b = x.shape[0]
         if b not in self._compiled:
             m = self._ov_model.clone()
             m.reshape([b, *x.shape[1:]])
-            self._compiled[b] = self._core.compile_model(m, "CPU", self._config).create_infer_request()
+            self._compiled[b] = openvino_cpu.compile_model(m, self._config).create_infer_request()
         out = self._compiled[b].infer({0: x.detach().float().cpu().numpy()})
         return torch.from_numpy(next(iter(out.values())).copy())
 

@@ -378,7 +378,7 @@ def _ov_case(ref: nn.Module, size: tuple[int, int], prec: str, threads: int, onc
 
     def per_batch(b: int) -> Callable[[], Callable[[], object]]:
         def make() -> Callable[[], object]:
-            import openvino as ov
+            from ..openvino_cpu import compile_model
 
             model = once("ov-model", convert).clone()
             model.reshape([b, 3, *size])
@@ -387,7 +387,7 @@ def _ov_case(ref: nn.Module, size: tuple[int, int], prec: str, threads: int, onc
                 "PERFORMANCE_HINT": "LATENCY",
                 "INFERENCE_NUM_THREADS": threads,
             }
-            compiled = ov.Core().compile_model(model, "CPU", config)
+            compiled = compile_model(model, config)
             req = compiled.create_infer_request()
             x = torch.randn(b, 3, *size).numpy()
             return lambda: req.infer({0: x})
