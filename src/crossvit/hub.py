@@ -23,7 +23,7 @@ from .config import CrossViTConfig
 from .model import CrossViT
 from .registry import IMAGENET_MEAN, IMAGENET_STD, get_entry, list_models, resolve_name
 from .single import build_model
-from .weights import CheckpointError, load_into, read_state_dict, to_timm_state_dict
+from .weights import CheckpointError, file_sha256, load_into, read_state_dict, to_timm_state_dict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -131,16 +131,6 @@ def save_pretrained(
     config["weights_sha256"] = file_sha256(save_dir / WEIGHTS_NAME)
     _atomic_write(save_dir / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
     return save_dir
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write(dst: Path, write) -> None:

@@ -10,6 +10,7 @@ cannot run code; ``.safetensors`` are read natively.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -31,6 +32,15 @@ _PREFIXES = ("module.", "_orig_mod.", "model.")
 
 class CheckpointError(ValueError):
     """A weights file that cannot be used; the message names the file and the reason."""
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (checkpoint sidecars and release configs record it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def safe_torch_load(path: Path, advice: str) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..weights import CheckpointError, safe_torch_load
+from ..weights import CheckpointError, file_sha256, safe_torch_load
 
 log = logging.getLogger("crossvit")
 
@@ -93,14 +93,6 @@ def _records(side: Path) -> list[tuple[str, int, int]]:
     return out
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _current_record(path: Path, side: Path) -> tuple[str, int, int] | None:
     """The sidecar record that matches the file now at ``path`` (size, then sha256), or None."""
     if not (path.is_file() and side.is_file()):
@@ -113,7 +105,7 @@ def _current_record(path: Path, side: Path) -> tuple[str, int, int] | None:
     candidates = [r for r in records if r[1] == size]
     if not candidates:
         return None
-    digest = _sha256_file(path)
+    digest = file_sha256(path)
     return next((r for r in candidates if r[0] == digest), None)
 
 
@@ -173,7 +165,7 @@ def verify_checkpoint(path: str | Path) -> int:
         raise CheckpointError(
             f"{path}: {actual} bytes but {records[0][1]} were written; the file is truncated or altered"
         )
-    digest_now = _sha256_file(path)
+    digest_now = file_sha256(path)
     for digest, size, epoch in records:
         if digest == digest_now and size == actual:
             return epoch
