@@ -46,6 +46,9 @@ class CrossViTConfig:
     # running CLS token. True: every module re-attends to the other branch's patch tokens (what Eq. 6 suggests).
     cross_reattend: bool = False
     multi_conv: bool = False  # the dagger models: three convolutions instead of one linear patch projection
+    # Widths of a convolutional tokenizer shared by both branches (layers/conv_stem.py), each stage halving the
+    # image; patch sizes still count image pixels and must divide by the stem's stride. Empty: no stem.
+    stem_dims: tuple[int, ...] = ()
     fusion: FusionKind = "cross_attn"  # Table 6
     cls_token: bool = True  # False: the no-CLS ablation (mean of patch tokens is the agent)
     # True: the DeiT-style baseline of Table 2 -- the L branch alone (K * M blocks, one head), no S branch, no fusion.
@@ -69,6 +72,7 @@ class CrossViTConfig:
                 raise ValueError(f"CrossViTConfig.{name}: {e}") from None
         object.__setattr__(self, "img_size", tuple(int(v) for v in self.img_size))
         object.__setattr__(self, "patch_size", tuple(int(v) for v in self.patch_size))
+        object.__setattr__(self, "stem_dims", tuple(int(v) for v in self.stem_dims))
         self.validate()
 
     def validate(self) -> None:
@@ -98,6 +102,17 @@ class CrossViTConfig:
         for rate in ("drop_rate", "pos_drop_rate", "attn_drop_rate", "proj_drop_rate", "drop_path_rate"):
             if not 0.0 <= getattr(self, rate) < 1.0:
                 raise bad(rate, f"must be in [0, 1), got {getattr(self, rate)}")
+        if self.stem_dims:
+            stride = self.stem_stride
+            if self.multi_conv:
+                raise bad("stem_dims", "a shared convolutional stem replaces the multi_conv embedding; use one")
+            if any(s != 1.0 for s in self.img_scale):
+                raise bad(
+                    "stem_dims",
+                    f"a shared stem feeds both branches one image; img_scale must be 1.0, got {self.img_scale}",
+                )
+            if any(p % stride for p in self.patch_size):
+                raise bad("patch_size", f"{self.patch_size} must be multiples of the stem's stride {stride}")
         # The first branch with scale 1.0 sees the image as it is: its size must divide by its patch.
         for i, (s, p) in enumerate(zip(self.img_scale, self.patch_size)):
             if s == 1.0 and any(v % p for v in self.img_size):
@@ -119,6 +134,10 @@ class CrossViTConfig:
         for s, p in zip(self.img_scale, self.patch_size):
             out.append(tuple(p * max(1, round(v * s / p)) for v in self.img_size))
         return tuple(out)  # type: ignore[return-value]
+
+    @property
+    def stem_stride(self) -> int:
+        return 2 ** len(self.stem_dims)
 
     @property
     def grid_size(self) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -19,7 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import CrossViTConfig
 from .fusion import FUSE, build_fusion
-from .layers import Block, PatchEmbed, norm_layer
+from .layers import Block, ConvStem, PatchEmbed, norm_layer
 
 Tokens = list[Tensor]
 
@@ -49,6 +49,14 @@ def run_blocks(blocks: nn.Sequential, x: Tensor, grad_checkpointing: bool) -> Te
     return x
 
 
+def conv_stem(cfg: CrossViTConfig) -> tuple[ConvStem | None, int]:
+    """The shared convolutional tokenizer of ``cfg`` (or None) and the channel count the patch embeddings take."""
+    if not cfg.stem_dims:
+        return None, cfg.in_chans
+    stem = ConvStem(cfg.in_chans, cfg.stem_dims)
+    return stem, stem.out_chans
+
+
 class MultiScaleEncoder(nn.Module):
     """One of the K multi-scale transformer encoders: N + M blocks, then a fusion of the two branches."""
 
@@ -75,8 +83,9 @@ class CrossViT(nn.Module):
         self.num_features = cfg.num_features
         self.global_pool = cfg.global_pool if cfg.cls_token else "avg"
         npre = cfg.num_prefix_tokens
+        self.stem, embed_in = conv_stem(cfg)
         self.patch_embed = nn.ModuleList(
-            PatchEmbed(p, cfg.in_chans, d, cfg.multi_conv) for p, d in zip(cfg.patch_size, cfg.embed_dim)
+            PatchEmbed(p // cfg.stem_stride, embed_in, d, cfg.multi_conv) for p, d in zip(cfg.patch_size, cfg.embed_dim)
         )
         if cfg.cls_token:
             self.cls_token = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, d)) for d in cfg.embed_dim)
@@ -163,6 +172,9 @@ class CrossViT(nn.Module):
         return list(self.cfg.grid_size)
 
     def _embed(self, x: Tensor) -> Tokens:
+        if self.stem is not None:
+            x = self.stem(x)  # (B, C, H, W) -> (B, C_stem, H / s, W / s), shared by both branches
+            return [self._embed_branch(x, i, tuple(x.shape[-2:])) for i in range(len(self.patch_embed))]
         return [self._embed_branch(x, i, size) for i, size in enumerate(self.cfg.branch_img_size)]
 
     def _embed_branch(self, x: Tensor, i: int, size: tuple[int, int]) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .config import CrossViTConfig
 from .layers import PatchEmbed, norm_layer
-from .model import CrossViT, Tokens, _init_weights, branch_blocks, run_blocks
+from .model import CrossViT, Tokens, _init_weights, branch_blocks, conv_stem, run_blocks
 
 BRANCH = 1  # the L branch
 
@@ -44,7 +44,10 @@ class SingleBranchViT(CrossViT):
         self.num_features = cfg.embed_dim[b]
         self.global_pool = cfg.global_pool if cfg.cls_token else "avg"
         d = cfg.embed_dim[b]
-        self.patch_embed = nn.ModuleList([PatchEmbed(cfg.patch_size[b], cfg.in_chans, d, cfg.multi_conv)])
+        self.stem, embed_in = conv_stem(cfg)
+        self.patch_embed = nn.ModuleList(
+            [PatchEmbed(cfg.patch_size[b] // cfg.stem_stride, embed_in, d, cfg.multi_conv)]
+        )
         if cfg.cls_token:
             self.cls_token = nn.ParameterList([nn.Parameter(torch.zeros(1, 1, d))])
         self.pos_embed = nn.ParameterList([nn.Parameter(torch.zeros(1, cfg.num_prefix_tokens + cfg.num_patches[b], d))])
@@ -72,6 +75,9 @@ class SingleBranchViT(CrossViT):
         return [self.cfg.grid_size[BRANCH]]
 
     def _embed(self, x: Tensor) -> Tokens:
+        if self.stem is not None:
+            x = self.stem(x)  # (B, C, H, W) -> (B, C_stem, H / s, W / s)
+            return [self._embed_branch(x, 0, tuple(x.shape[-2:]))]
         return [self._embed_branch(x, 0, self.cfg.branch_img_size[BRANCH])]
 
     def extra_repr(self) -> str:

@@ -87,7 +87,7 @@ def build_data(cfg: Any, img_size: int, rank: int = 0, world: int = 1, run_dir: 
         log.warning("no %s and no --val-split-size: training without validation", val_dir)
     tr = FolderDataset(train_s, classes, tt, policy)
     va = FolderDataset(val_s, classes, et, policy) if val_s else None
-    if cfg.cache_images:
+    if cfg.cache_images or getattr(cfg, "loader", "workers") == "memory":
         tr = cache_dataset(tr)
         va = cache_dataset(va) if va is not None else None
     return Data(tr, va, classes, "folder", len(tr), len(va) if va is not None else 0)

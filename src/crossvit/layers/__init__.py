@@ -2,6 +2,7 @@
 
 from .attention import Attention, CrossAttention, attend
 from .block import AttentionBlock, Block, CrossAttentionBlock, norm_layer, projection
+from .conv_stem import ConvStem
 from .drop import DropPath, drop_path
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
@@ -10,6 +11,7 @@ __all__ = [
     "Attention",
     "AttentionBlock",
     "Block",
+    "ConvStem",
     "CrossAttention",
     "CrossAttentionBlock",
     "DropPath",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ import yaml
 AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
 BAD_IMAGE_CHOICES = ("skip", "error")
 WD_TOKENS_CHOICES = ("decay", "exclude")
+LOADER_CHOICES = ("workers", "memory")
+FAST_STEP_CHOICES = ("auto", "fast", "plain")
+TTA_CHOICES = ("none", "flip")
+DISTILL_CHOICES = ("soft", "hard")
 
 
 def _f(default: Any, help: str, flags: tuple[str, ...] = (), **kw: Any) -> Any:
@@ -105,6 +110,41 @@ class TrainConfig:
     eval_interpolation: str = _f("bicubic", "evaluation resize interpolation")
     model_ema: bool = _f(False, "keep an exponential moving average of the weights (DeiT: on)")
     model_ema_decay: float = _f(0.99996, "EMA decay")
+    # --- speed, time budget, distillation --------------------------------------------------------------------------
+    loader: str = _f(
+        "workers",
+        "workers: per-image timm transforms in DataLoader workers; memory: the whole (same-size) data set as one "
+        "uint8 tensor, batches cut and augmented by tensor ops (random --crop-pad translation, --hflip): for CIFAR",
+        choices=LOADER_CHOICES,
+    )
+    crop_pad: int = _f(4, "--loader memory: random translation of up to this many pixels (zero padding)")
+    time_budget: str | None = _f(
+        None,
+        "wall-clock budget for the whole command ('30m', '2h', '1h30m', '900s'): the step count is measured and fixed "
+        "so that warm-up and decay end on time (--epochs becomes an upper bound)",
+    )
+    fast_step: str = _f(
+        "auto",
+        "training step: fast = channels-last memory layout and the fused AdamW kernel (same gradients as the plain "
+        "step); auto = fast on CPU; plain = neither",
+        choices=FAST_STEP_CHOICES,
+    )
+    tta: str = _f(
+        "none",
+        "test-time augmentation of validation: flip averages the logits of x and its mirror image",
+        choices=TTA_CHOICES,
+    )
+    model_ema_warmup: bool = _f(False, "EMA decay ramps up from 0 in the first steps (timm ModelEmaV3 warm-up)")
+    teacher: str | None = _f(
+        None, "distil from this model: a release dir, a run dir or checkpoint of ours, or timm/NAME=WEIGHTS_FILE"
+    )
+    distill: str = _f(
+        "soft",
+        "distillation target: soft (KL to the teacher's tempered softmax) or hard (its argmax)",
+        choices=DISTILL_CHOICES,
+    )
+    distill_alpha: float = _f(0.5, "weight of the distillation term; 1 - alpha goes to the label loss")
+    distill_tau: float = _f(1.0, "temperature of the soft distillation")
     # --- run -----------------------------------------------------------------------------------------------------
     stop_epoch: int | None = _f(
         None, "stop (checkpointed) after this epoch; a later run with --resume continues the same schedule"
@@ -181,10 +221,20 @@ class TrainConfig:
             (self.dist_timeout > 0, "--dist-timeout", "must be > 0 seconds"),
             (self.skip_nonfinite >= 0, "--skip-nonfinite", f"must be >= 0, got {self.skip_nonfinite}"),
             (self.val_fraction is None or self.val_fraction > 0, "--val-split-size", "must be > 0"),
+            (self.crop_pad >= 0, "--crop-pad", f"must be >= 0, got {self.crop_pad}"),
+            (0 <= self.distill_alpha <= 1, "--distill-alpha", f"must be in [0, 1], got {self.distill_alpha}"),
+            (self.distill_tau > 0, "--distill-tau", f"must be > 0, got {self.distill_tau}"),
         ]
         for ok, option, why in checks:
             if not ok:
                 raise ValueError(f"{option}: {why}")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget, "--time-budget")
+        if self.loader == "memory" and self.aa:
+            raise ValueError(
+                f"--loader memory: augments whole batches by translation and flip only; --aa {self.aa} needs the "
+                "per-image pipeline (--loader workers) or --aa none"
+            )
         if self.mixup_active and self.mixup_prob > 0 and self.batch_size % 2:
             raise ValueError(
                 f"--batch-size: mixup/cutmix pair images within a batch and need an even batch size, got "
@@ -204,6 +254,21 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str | float | int, option: str = "duration") -> float:
+    """'30m', '2h', '1h30m', '90s', '45' (seconds) -> seconds; a clear error naming ``option`` otherwise."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        m = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+        if not m or not any(m.groups()):
+            raise ValueError(f"{option}: {text!r} is not a duration like 30m, 2h, 1h30m or 900s")
+        seconds = sum(float(v) * u for v, u in zip(m.groups(), _UNITS.values()) if v)
+    if seconds <= 0:
+        raise ValueError(f"{option}: must be longer than 0 seconds, got {text!r}")
+    return seconds
 
 
 def _flag(name: str) -> str:

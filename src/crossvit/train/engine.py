@@ -46,8 +46,13 @@ def train_one_epoch(
     show: bool = True,
     log_interval: int = 50,
     skip_nonfinite: int = 0,
+    budget: Any | None = None,
 ) -> EpochResult:
     """``steps`` optimizer steps over ``loader``; the lr follows ``scheduler`` by global step.
+
+    The epoch ends early when the schedule is done (``scheduler.done``: a ``--time-budget`` run's last steps).
+    ``budget`` (a :class:`~crossvit.train.budget.TimeBudget`) is told of every step, to plan the step count. A
+    criterion with ``takes_inputs`` (distillation) is called as ``criterion(x, out, y)``.
 
     A NaN/inf loss (on any rank: the ranks agree) skips that step while fewer than ``skip_nonfinite`` were skipped
     in this call, else raises FloatingPointError naming the epoch, step and learning rate.
@@ -58,6 +63,8 @@ def train_one_epoch(
     skipped = 0
     it = iter(loader)
     for i in range(steps):
+        if scheduler.done(step):
+            break
         try:
             x, y = next(it)
         except StopIteration:
@@ -68,7 +75,7 @@ def train_one_epoch(
         lr = scheduler.step(step)
         with autocast(amp, device):
             out = model(x)  # (B, num_classes)
-            loss = criterion(out, y)
+            loss = criterion(x, out, y) if getattr(criterion, "takes_inputs", False) else criterion(out, y)
         loss_val = loss.item()
         bad = not math.isfinite(loss_val)
         if all_reduce_sum([float(bad)], device)[0] > 0:  # identity on one process; under DDP all ranks agree
@@ -95,9 +102,11 @@ def train_one_epoch(
             nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
         scaler.step(optimizer)
         scaler.update()
-        if ema is not None:
-            ema.update(model)
         step += 1
+        if ema is not None:
+            ema.update(model, step=step)
+        if budget is not None:
+            budget.on_step(step, scheduler)
         loss_sum += loss.item() * x.shape[0]
         n_seen += x.shape[0]
         progress.update(i, loss.item(), lr, x.shape[0])
@@ -114,13 +123,16 @@ def evaluate(
     amp: str = "fp32",
     num_classes: int | None = None,
     branches: bool = False,
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Top-1 / top-5 accuracy (%), mean cross-entropy, and (``num_classes``) the confusion matrix rows=truth.
 
     With ``branches`` also the accuracy of each branch head alone (Table 6: S-branch CLS only, L-branch CLS only).
     Counts are summed over ranks before the ratios are taken. ``model`` may also be a fast inference wrapper
-    (``crossvit.fast``), called on fp32 images.
+    (``crossvit.fast``), called on fp32 images. ``tta="flip"`` averages the logits of each image and its mirror.
     """
+    if tta not in ("none", "flip"):
+        raise ValueError(f"--tta must be none or flip, got {tta!r}")
     model.eval()
     k = num_classes or 0
     conf = torch.zeros(k, k, dtype=torch.float64, device=device)
@@ -131,9 +143,13 @@ def evaluate(
         with autocast(amp, device):
             if branches:
                 logits_b = model.forward_branch_logits(x)  # 2 x (B, C)
+                if tta == "flip":
+                    logits_b = [(a + b) / 2 for a, b in zip(logits_b, model.forward_branch_logits(x.flip(-1)))]
                 out = torch.stack(logits_b).mean(0)
             else:
                 out = model(x)  # (B, C)
+                if tta == "flip":
+                    out = (out + model(x.flip(-1))) / 2
         out = out.float()
         sums[0] += y.numel()
         sums[1] += nn.functional.cross_entropy(out, y, reduction="sum")

@@ -29,10 +29,11 @@ def param_groups(model: nn.Module, weight_decay: float, decay_tokens: bool = Tru
     ]
 
 
-def build_optimizer(model: nn.Module, cfg, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg, lr: float, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW or SGD over the weight-decay groups; ``fused``: AdamW's single-kernel update (same maths)."""
     groups = param_groups(model, cfg.weight_decay, cfg.wd_tokens == "decay")
     if cfg.opt == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, eps=cfg.opt_eps, betas=(0.9, 0.999))
+        return torch.optim.AdamW(groups, lr=lr, eps=cfg.opt_eps, betas=(0.9, 0.999), fused=fused or None)
     if cfg.opt == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True)
     raise ValueError(f"--opt must be adamw or sgd, got {cfg.opt!r}")
@@ -47,7 +48,16 @@ class WarmupCosine:
     def __init__(self, optimizer, lr: float, total_steps: int, warmup_steps: int, warmup_lr: float, min_lr: float):
         self.optimizer = optimizer
         self.lr, self.total, self.warmup = lr, max(1, total_steps), warmup_steps
+        self.warmup_steps_asked = warmup_steps
         self.warmup_lr, self.min_lr = warmup_lr, min(min_lr, lr)
+
+    def set_total(self, total_steps: int) -> None:
+        """Move the end of the schedule (``--time-budget`` re-planning); warm-up is capped at a fifth of it."""
+        self.total = max(1, total_steps)
+        self.warmup = min(self.warmup_steps_asked, self.total // 5)
+
+    def done(self, step: int) -> bool:
+        return step >= self.total
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:

@@ -24,12 +24,17 @@ from torch.utils.data import DataLoader
 
 from ..data.build import Data, build_data, describe
 from ..data.samplers import ShardSampler, train_sampler
+from ..data.tensor_loader import TensorLoader, stack_images
+from ..data.transforms import norm_stats
 from ..fast import pick_attention
 from ..hub import save_pretrained
 from . import distributed as D
+from .budget import TimeBudget
 from .checkpoint import find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state, verify_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, parse_duration
+from .distill import build_distillation
 from .engine import evaluate, train_one_epoch
+from .fast_step import to_fast_layout, use_fast_step
 from .model_setup import arch_config, build_model
 from .optim import WarmupCosine, build_optimizer
 from .precision import grad_scaler, resolve_amp
@@ -51,7 +56,31 @@ def _run_dir(cfg: TrainConfig, dist: D.DistInfo) -> Path:
     return Path(cfg.output).expanduser() / name
 
 
+def _memory_loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
+    """Whole-tensor loaders (``--loader memory``): the data set decoded once, batches augmented by tensor ops."""
+    if data.iterable or not hasattr(data.train, "arrays"):
+        raise ValueError(f"--loader memory: needs an ImageFolder or the bundled digits, not {data.kind} data")
+    mean, std = norm_stats(cfg)
+
+    def make(ds, train: bool) -> TensorLoader:
+        images = stack_images(ds.arrays, describe(cfg.data))
+        labels = torch.as_tensor(ds.targets)
+        kw = dict(pad=cfg.crop_pad, hflip=cfg.hflip) if train else {}
+        return TensorLoader(
+            images, labels, cfg.batch_size, train, mean, std, seed=cfg.seed, rank=dist.rank, world=dist.world, **kw
+        )
+
+    train_dl = make(data.train, True)
+    steps = len(train_dl)
+    if steps < 1:
+        raise ValueError(f"--batch-size {cfg.batch_size}: larger than the {data.train_len} training images per process")
+    val_dl = make(data.val, False) if data.val is not None else None
+    return train_dl, train_dl, steps, val_dl
+
+
 def _loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
+    if cfg.loader == "memory":
+        return _memory_loaders(cfg, data, dist)
     workers = min(cfg.workers, num_threads_hint())  # more workers than CPUs only adds contention
     common = {"num_workers": workers, "pin_memory": dist.device.type == "cuda"}
     if data.iterable:
@@ -154,21 +183,26 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     # the CPU SDPA backward in bf16 is the slow half of a small model's step; explicit matmuls run on the GEMM units
     attention = cfg.attention if cfg.attention != "auto" else pick_attention(dist.device, amp, training=True)
     model.set_attention_impl(attention)
+    fast = use_fast_step(cfg.fast_step, dist.device)
+    if fast:
+        to_fast_layout(model)
     seed_everything(cfg.seed + dist.rank)  # different augmentation per rank
 
     train_dl, sampler, steps, val_dl = _loaders(cfg, data, dist)
     lr = cfg.resolved_lr(dist.world)
-    optimizer = build_optimizer(model, cfg, lr)
+    optimizer = build_optimizer(model, cfg, lr, fused=fast)
     scheduler = WarmupCosine(optimizer, lr, cfg.epochs * steps, cfg.warmup_epochs * steps, cfg.warmup_lr, cfg.min_lr)
     scaler = grad_scaler(amp, dist.device)
     ema = None
     if cfg.model_ema:
-        from timm.utils import ModelEmaV2
+        from timm.utils import ModelEmaV3
 
-        ema = ModelEmaV2(model, decay=cfg.model_ema_decay)
+        ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup)
     criterion, mixup = _criterion(cfg), _mixup(cfg, num_classes)
+    criterion = build_distillation(cfg, criterion, num_classes, dist.device)
 
     start_epoch, step, best_top1 = 0, 0, -1.0
+    budget_state: dict[str, Any] = {}
     resume = cfg.resume
     if resume == "auto" or (resume is None and existed):
         found = find_resumable(run_dir)
@@ -192,6 +226,9 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         optimizer.load_state_dict(st["optimizer"])
         scaler.load_state_dict(st["scaler"])
         start_epoch, step, best_top1 = int(st["epoch"]), int(st["step"]), float(st.get("best_top1", -1.0))
+        budget_state = st.get("budget") or {}
+        if budget_state.get("total_steps"):
+            scheduler.set_total(int(budget_state["total_steps"]))
         if dist.world == int(st.get("world", 1)):
             set_rng_state(st["rng"][dist.rank] if isinstance(st["rng"], list) else st["rng"])
         else:
@@ -234,12 +271,32 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             steps,
         )
 
+    budget = None
+    if cfg.time_budget is not None:
+        # a resumed run continues the budget it had: the time its earlier attempts used is counted
+        budget = TimeBudget(
+            parse_duration(cfg.time_budget, "--time-budget"),
+            t_start,
+            budget_state.get("used_s", 0.0),
+            max_steps=cfg.epochs * steps,
+        )
+        budget.planned = bool(budget_state.get("total_steps"))
+        if dist.is_main:
+            log.info(
+                "time budget %s (%.0fs, %.0fs used): the step count is planned from the measured speed",
+                cfg.time_budget,
+                budget.seconds,
+                budget.used(),
+            )
     metrics: dict[str, Any] = {}
     skipped = 0  # NaN/inf steps skipped so far: --skip-nonfinite is a budget for the whole run
     try:
         last = cfg.epochs if cfg.stop_epoch is None else min(cfg.epochs, cfg.stop_epoch)
         for epoch in range(start_epoch, last):
+            if scheduler.done(step):
+                break
             t0 = time.perf_counter()
+            step0 = step
             sampler.set_epoch(epoch)
             res = train_one_epoch(
                 net,
@@ -260,11 +317,14 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                 dist.is_main,
                 cfg.log_interval,
                 skip_nonfinite=cfg.skip_nonfinite - skipped,
+                budget=budget,
             )
             step = res.step
             skipped += res.skipped
             eval_model = ema.module if ema is not None else model
-            metrics = evaluate(eval_model, val_dl, dist.device, amp) if val_dl is not None else {}
+            t_eval = time.perf_counter()
+            metrics = evaluate(eval_model, val_dl, dist.device, amp, tta=cfg.tta) if val_dl is not None else {}
+            eval_s = time.perf_counter() - t_eval
             top1 = metrics.get("top1")
             is_best = top1 is not None and top1 > best_top1
             if is_best:
@@ -281,6 +341,9 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             }
             # every rank's RNG goes into the checkpoint, so a resumed DDP run continues each rank exactly
             rngs = _gather_rng(dist)
+            if budget is not None:  # every rank plans from its own clock; rank 0's plan is the one all follow
+                budget.on_epoch(step, step - step0, time.perf_counter() - t0, eval_s, scheduler)
+                scheduler.set_total(int(D.broadcast_object(scheduler.total if dist.is_main else None)))
             if dist.is_main:
                 log.info(
                     "epoch %d/%d train_loss %.4f%s lr %.3e %.0f img/s %.1fs",
@@ -306,6 +369,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                     "config": cfg.to_dict(),
                     "label_names": classes,
                     "metrics": {k: v for k, v in metrics.items() if k != "confusion"},
+                    "budget": {"used_s": budget.used(), "total_steps": scheduler.total} if budget else None,
                 }
                 save_checkpoint(run_dir / "last.pth", state)
                 if is_best or val_dl is None:
@@ -316,13 +380,13 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             runlog.close()
 
     if not metrics and val_dl is not None:  # nothing left to train (resumed a finished run): still report
-        metrics = evaluate(ema.module if ema is not None else model, val_dl, dist.device, amp)
+        metrics = evaluate(ema.module if ema is not None else model, val_dl, dist.device, amp, tta=cfg.tta)
     hashes = _rank_hashes(model, dist)
     if dist.is_main and dist.enabled:
         (run_dir / "ranks.json").write_text(json.dumps({"weights_sha256": hashes}, indent=2) + "\n")
         if len(set(hashes)) != 1:
             log.error("ranks ended with different weights: %s", hashes)
-    complete = step >= cfg.epochs * steps
+    complete = scheduler.done(step)
     release_dir = None
     if dist.is_main and cfg.save_release and complete:
         release_dir = save_pretrained(

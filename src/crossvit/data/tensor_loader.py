@@ -1,0 +1,113 @@
+"""A whole small data set as one uint8 tensor, cut into augmented batches by tensor ops (``--loader memory``).
+
+For 32-px data the per-image PIL pipeline costs more than the model: one Python call chain per image, per epoch.
+Here every image is decoded once (``cache_dataset``), stacked into (N, C, H, W) uint8, and each batch is made by
+indexing: a random translation (zero-padded crop, ``--crop-pad`` pixels) and a horizontal flip (``--hflip``), then
+normalisation. Batches come out in channels-last memory order, which the CPU convolution kernels prefer.
+
+    loader = TensorLoader(images, labels, batch_size=256, train=True, pad=4, hflip=0.5, mean=..., std=...)
+    loader.set_epoch(epoch)            # the order and the augmentation are a function of (seed, epoch, rank)
+    for x, y in loader: ...            # x: (B, C, H, W) float32, y: (B,) int64
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def stack_images(arrays: Sequence[np.ndarray], source: str) -> Tensor:
+    """HWC (or HW) uint8 arrays of one size -> (N, C, H, W) uint8; a clear error when sizes differ."""
+    if not arrays:
+        raise ValueError(f"{source}: no images to load")
+    first = arrays[0].shape
+    for i, a in enumerate(arrays):
+        if a.shape != first:
+            raise ValueError(
+                f"{source}: --loader memory needs images of one size, but image 0 is {first} and image {i} is "
+                f"{a.shape}; use --loader workers (per-image transforms) for data of mixed sizes"
+            )
+    out = torch.from_numpy(np.stack(arrays))  # (N, H, W, C)
+    if out.ndim == 3:
+        out = out[..., None]
+    return out.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+
+
+class TensorLoader:
+    """Batches of (normalised float images, labels) from an in-memory uint8 tensor; DDP-aware by ``rank``/``world``.
+
+    Training: a fresh permutation per epoch, ``drop_last``, each rank takes its own slice of the same permutation.
+    Evaluation: every image once, in order, rank r taking images r, r + world, ...
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        train: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+        pad: int = 0,
+        hflip: float = 0.0,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be a (N, C, H, W) uint8 tensor, got {tuple(images.shape)} {images.dtype}")
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels.long()
+        self.batch_size, self.train = batch_size, train
+        self.pad, self.hflip = pad, hflip
+        c = images.shape[1]
+        self.mean = torch.tensor(mean, dtype=torch.float32).reshape(1, c, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32).reshape(1, c, 1, 1) * 255
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        n = len(self.images)
+        if not self.train:
+            return torch.arange(self.rank, n, self.world)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        per_rank = n // self.world
+        return torch.randperm(n, generator=g)[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def __len__(self) -> int:
+        n = len(self._indices())
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def _augment(self, x: Tensor, g: torch.Generator) -> Tensor:
+        B, C, H, W = x.shape
+        if self.pad:
+            p = self.pad
+            padded = torch.nn.functional.pad(x, (p, p, p, p))  # (B, C, H+2p, W+2p), zeros
+            dy = torch.randint(0, 2 * p + 1, (B, 1), generator=g)
+            dx = torch.randint(0, 2 * p + 1, (B, 1), generator=g)
+            rows = (dy + torch.arange(H))[:, :, None]  # (B, H, 1)
+            cols = (dx + torch.arange(W))[:, None, :]  # (B, 1, W)
+            # advanced indexing puts the index dims first: (B, H, W, C), i.e. channels-last once permuted
+            x = padded.permute(0, 2, 3, 1)[torch.arange(B)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+        if self.hflip > 0:
+            flip = torch.rand(B, generator=g) < self.hflip
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        idx = self._indices()
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + 7919 * (self.rank + 1))
+        for i in range(len(self)):
+            j = idx[i * self.batch_size : (i + 1) * self.batch_size]
+            x = self.images[j]  # (B, C, H, W) uint8
+            if self.train:
+                x = self._augment(x, g)
+            x = x.contiguous(memory_format=torch.channels_last).float()
+            yield (x - self.mean) / self.std, self.labels[j]
