@@ -1,0 +1,198 @@
+"""Time budget, whole-tensor loader, flip TTA, distillation and the fast training step."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from crossvit.data.synthetic import make_image_folder
+from crossvit.data.tensor_loader import TensorLoader, stack_images
+from crossvit.train import TrainConfig, train
+from crossvit.train.budget import TimeBudget
+from crossvit.train.config import parse_duration
+from crossvit.train.distill import DistillationLoss
+from crossvit.train.engine import evaluate
+from crossvit.train.fast_step import to_fast_layout
+from crossvit.train.optim import WarmupCosine
+from test_train import tiny
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_parse_duration_and_bad_values():
+    assert parse_duration("30m") == 1800 and parse_duration("1h30m") == 5400 and parse_duration("90s") == 90
+    for bad in ("", "soon", "0m", "-5m"):
+        with pytest.raises(ValueError, match="--time-budget"):
+            parse_duration(bad, "--time-budget")
+    with pytest.raises(ValueError, match="--time-budget"):
+        TrainConfig(time_budget="half an hour", aa=None).validate()
+
+
+def test_budget_plans_steps_so_the_schedule_ends_on_time():
+    """0.5 s per step on a fake clock, 20 s spent before training: 1000 s budget -> (1000 - 20 - reserve) / 0.5."""
+    clock = FakeClock()
+    budget = TimeBudget(1000.0, start=0.0, probe=10, skip=2, reserve_frac=0.01, clock=clock)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosine(opt, 1.0, total_steps=10**6, warmup_steps=50, warmup_lr=0.0, min_lr=0.0)
+    clock.t = 20.0
+    step = 0
+    while not sched.done(step):
+        sched.step(step)
+        clock.t += 5.0 if step == 0 else 0.5  # the first step pays one-off costs: the probe must skip it
+        step += 1
+        budget.on_step(step, sched)
+        if step % 200 == 0:  # an epoch ends: its validation took 3 s
+            clock.t += 3.0
+            budget.on_epoch(step, 200, 200 * 0.5 + 3.0, 3.0, sched)
+    assert budget.planned
+    # training ended within the budget less the final evaluation's 3 s; unused: the 1 % reserve, that evaluation,
+    # the validation of the last (partial) epoch spread over its steps, and rounding to whole steps
+    assert clock.t <= 1000.0 - 3.0
+    assert clock.t >= 1000.0 * (1 - 0.01) - 3.0 - 3.0 - 2 * 0.515
+    assert sched.lr_at(step) == pytest.approx(0.0, abs=1e-6)  # decayed to min_lr exactly at the end
+    assert sched.lr_at(sched.warmup) == pytest.approx(1.0)
+
+
+def test_budget_never_plans_past_the_epoch_cap():
+    clock = FakeClock()
+    budget = TimeBudget(1000.0, start=0.0, probe=5, skip=0, clock=clock, max_steps=40)
+    sched = WarmupCosine(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 1.0, 40, 0, 0.0, 0.0)
+    for step in range(1, 8):
+        clock.t += 0.01
+        budget.on_step(step, sched)
+    assert sched.total == 40
+
+
+def test_tensor_loader_crops_flips_and_normalises():
+    imgs = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).reshape(2, 3, 4, 4)
+    labels = torch.tensor([0, 1])
+    plain = TensorLoader(imgs, labels, 2, train=False, mean=(0, 0, 0), std=(1 / 255,) * 3)
+    x, y = next(iter(plain))
+    assert torch.equal(x, imgs.float()) and torch.equal(y, labels)
+    aug = TensorLoader(imgs, labels, 2, train=True, mean=(0, 0, 0), std=(1 / 255,) * 3, pad=1, hflip=0.5, seed=3)
+    seen = set()
+    for epoch in range(20):
+        aug.set_epoch(epoch)
+        for xb, yb in aug:
+            for xi, yi in zip(xb, yb):
+                src = F.pad(imgs[yi].float(), (1, 1, 1, 1))
+                found = None
+                for dy in range(3):
+                    for dx in range(3):
+                        crop = src[:, dy : dy + 4, dx : dx + 4]
+                        if torch.equal(xi, crop):
+                            found = (dy, dx, False)
+                        elif torch.equal(xi, crop.flip(-1)):
+                            found = (dy, dx, True)
+                assert found is not None, "every augmented image is a shifted (and maybe mirrored) original"
+                seen.add(found)
+    assert len(seen) > 9  # shifts in both directions and both flips occur
+    aug.set_epoch(5)
+    a = [b[0] for b in aug]
+    aug.set_epoch(5)
+    assert all(torch.equal(p, q) for p, q in zip(a, (b[0] for b in aug)))  # a function of (seed, epoch)
+
+
+def test_tensor_loader_shards_ranks_and_refuses_mixed_sizes():
+    imgs = torch.zeros(10, 1, 2, 2, dtype=torch.uint8)
+    labels = torch.arange(10)
+    got = [TensorLoader(imgs, labels, 3, False, (0,), (1,), rank=r, world=2) for r in range(2)]
+    ys = sorted(int(v) for dl in got for _, y in dl for v in y)
+    assert ys == list(range(10))  # evaluation: every image once over the ranks
+    tr = [TensorLoader(imgs, labels, 5, True, (0,), (1,), rank=r, world=2, seed=1) for r in range(2)]
+    a, b = (set(next(iter(dl))[1].tolist()) for dl in tr)
+    assert not a & b  # training: the ranks take disjoint slices of one permutation
+    with pytest.raises(ValueError, match="one size"):
+        stack_images([torch.zeros(4, 4, 3, dtype=torch.uint8).numpy(), torch.zeros(5, 4, 3).byte().numpy()], "d/")
+
+
+def test_flip_tta_averages_mirrored_logits():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    x = torch.randn(6, 3, 4, 4)
+    y = torch.randint(0, 5, (6,))
+    res = evaluate(model, [(x, y)], torch.device("cpu"), "fp32", tta="flip")
+    avg = (model(x) + model(x.flip(-1))) / 2
+    assert res["loss"] == pytest.approx(F.cross_entropy(avg, y).item(), rel=1e-5)
+    assert res["top1"] == pytest.approx(100.0 * (avg.argmax(1) == y).float().mean().item())
+    plain = evaluate(model, [(x, y)], torch.device("cpu"), "fp32")
+    assert plain["loss"] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-5)
+    assert plain["loss"] != pytest.approx(res["loss"])
+
+
+def test_distillation_losses_match_hand_computation():
+    teacher = nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    student = torch.randn(5, 3)
+    y = torch.randint(0, 3, (5,))
+    t = teacher(x).detach()
+    ce = nn.CrossEntropyLoss()
+    tau, alpha = 2.0, 0.3
+    soft = DistillationLoss(ce, teacher, "soft", alpha, tau)(x, student, y)
+    p_t = (t / tau).softmax(1)
+    kl = (p_t * (p_t.log() - (student / tau).log_softmax(1))).sum(1).mean() * tau * tau
+    assert soft.item() == pytest.approx(((1 - alpha) * ce(student, y) + alpha * kl).item(), rel=1e-5)
+    hard = DistillationLoss(ce, teacher, "hard", alpha, tau)(x, student, y)
+    want = (1 - alpha) * ce(student, y) + alpha * F.cross_entropy(student, t.argmax(1))
+    assert hard.item() == pytest.approx(want.item(), rel=1e-6)
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_fast_step_gives_the_plain_steps_gradients():
+    from crossvit import CrossViTConfig, create_model
+
+    cfg = CrossViTConfig(
+        img_size=16, img_scale=(1.0, 1.0), patch_size=(4, 8), stem_dims=(8,), embed_dim=(16, 32),
+        num_heads=(2, 2), mlp_ratio=(1.0, 1.0), num_encoders=1, large_depth=1, num_classes=3,
+    )  # fmt: skip
+    plain = create_model(cfg)
+    fast = create_model(cfg)
+    fast.load_state_dict(plain.state_dict())
+    to_fast_layout(fast)
+    assert fast.stem.stages[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    for m, inp in ((plain, x), (fast, x.contiguous(memory_format=torch.channels_last))):
+        F.cross_entropy(m(inp), y).backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), fast.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # the fused AdamW update equals the loop implementation's, from the same gradients (Adam's first step is about
+    # lr * sign(g), so grads that agree to 1e-4 can still step a near-zero entry the other way)
+    for a, b in zip(plain.parameters(), fast.parameters()):
+        b.grad.copy_(a.grad)  # keeps the fast layout of the gradient
+    opts = [torch.optim.AdamW(m.parameters(), lr=1e-2, fused=f) for m, f in ((plain, None), (fast, True))]
+    for o in opts:
+        o.step()
+    for (name, a), (_, b) in zip(plain.named_parameters(), fast.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.fixture(scope="module")
+def toy16(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("toy16"), classes=3, per_class=6, size=16, val_per_class=2)
+
+
+def test_memory_loader_budget_run_ends_complete_and_resumes(toy16, tmp_path):
+    cfg = tiny(toy16, tmp_path, loader="memory", crop_pad=2, time_budget="20s", epochs=50, batch_size=4,
+               tta="flip", model_ema=True, model_ema_decay=0.9, model_ema_warmup=True)  # fmt: skip
+    res = train(cfg)
+    assert res["complete"] and res["wall_s"] <= 20.0 + 2.0
+    assert 1 <= res["steps"] <= 50 * 4  # planned from the measured speed, never past --epochs
+    assert res["release_dir"] is not None and math.isfinite(res["val_loss"])
+
+
+def test_distilled_training_steps_with_a_release_teacher(toy16, tmp_path):
+    teacher = train(tiny(toy16, tmp_path / "t", epochs=1))
+    res = train(tiny(toy16, tmp_path / "s", teacher=teacher["release_dir"], distill="soft", distill_alpha=0.5))
+    assert res["steps"] == 3 and math.isfinite(res["val_loss"])
+    with pytest.raises(FileNotFoundError, match="--teacher"):
+        train(tiny(toy16, tmp_path / "s2", teacher="timm/resnet18=/no/such/file.pth"))
