@@ -59,6 +59,9 @@ class CrossViTConfig:
     attn_drop_rate: float = 0.0
     proj_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    # timm's name: accept images of any size at run time, each branch's position embedding interpolated to the
+    # grid of that size (the L branch's resize keeps img_scale); False rejects any size but img_size.
+    dynamic_img_size: bool = False
 
     def __post_init__(self) -> None:
         # Normalise scalars to pairs so users may pass img_size=384 or patch_size=16.
@@ -86,6 +89,8 @@ class CrossViTConfig:
         for name in ("num_encoders", "small_depth", "large_depth", "cross_depth", "in_chans"):
             if getattr(self, name) < (0 if name.endswith("_depth") else 1):
                 raise bad(name, f"must be positive, got {getattr(self, name)}")
+        if self.dynamic_img_size and self.fusion == "pairwise":
+            raise bad("dynamic_img_size", "pairwise fusion mixes patch grids of a fixed size; use a fixed img_size")
         if self.fusion == "cross_attn" and self.cross_depth < 1:
             raise bad("cross_depth", "cross-attention fusion needs at least one module")
         if self.num_classes < 0:
@@ -115,9 +120,13 @@ class CrossViTConfig:
     @property
     def branch_img_size(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """Input size of each branch: the image scaled by img_scale, rounded to a multiple of the patch size."""
+        return self.branch_sizes(self.img_size)
+
+    def branch_sizes(self, img_size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """What ``branch_img_size`` is for an image of ``img_size`` (H, W) (a dynamic-size model's input)."""
         out = []
         for s, p in zip(self.img_scale, self.patch_size):
-            out.append(tuple(p * max(1, round(v * s / p)) for v in self.img_size))
+            out.append(tuple(p * max(1, round(int(v) * s / p)) for v in img_size))
         return tuple(out)  # type: ignore[return-value]
 
     @property

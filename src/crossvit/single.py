@@ -72,7 +72,7 @@ class SingleBranchViT(CrossViT):
         return [self.cfg.grid_size[BRANCH]]
 
     def _embed(self, x: Tensor) -> Tokens:
-        return [self._embed_branch(x, 0, self.cfg.branch_img_size[BRANCH])]
+        return [self._embed_branch(x, 0, self._branch_sizes(x)[BRANCH])]
 
     def extra_repr(self) -> str:
         c = self.cfg
