@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from .freeze import check_parts
+
 AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
 BAD_IMAGE_CHOICES = ("skip", "error")
 WD_TOKENS_CHOICES = ("decay", "exclude")
@@ -48,6 +50,11 @@ class TrainConfig:
     cache_images: bool = _f(False, "decode every image once and keep it in memory (small data sets, e.g. CIFAR)")
     on_bad_image: str = _f(
         "skip", "unreadable image: skip it (warn, list in skipped_images.txt) or error", choices=BAD_IMAGE_CHOICES
+    )
+    labels_csv: str | None = _f(
+        None,
+        "multi-label data: a CSV of 'path,label1;label2;...' rows (paths relative to the data dir), read for the "
+        "training images; <name>.csv next to it with the val split's name (e.g. val.csv) is the validation set",
     )
     workers: int = _f(4, "data-loading worker processes (0: load in the main process)", ("-j", "--workers"))
     # --- model ---------------------------------------------------------------------------------------------------
@@ -80,6 +87,26 @@ class TrainConfig:
     momentum: float = _f(0.9, "SGD momentum")
     opt_eps: float = _f(1e-8, "AdamW epsilon")
     clip_grad: float | None = _f(None, "clip the gradient norm to this value")
+    grad_accum_steps: int = _f(
+        1, "micro-batches per optimizer step: one update of -b B x N images; --lr-base scales with the full batch"
+    )
+    layer_decay: float | None = _f(
+        None, "layer-wise lr decay (BEiT / timm fine-tuning, e.g. 0.75): encoder k of K gets lr x decay^(K+1-k)"
+    )
+    freeze: list | None = _f(
+        None,
+        "parts that do not train: patch_embed (patch/pos embeddings, CLS tokens), branch0, branch1 (a branch's "
+        "stem, blocks and final norm), encoders:K (the stem and the first K multi-scale encoders)",
+        nargs="+",
+        type=str,
+    )
+    linear_probe: bool = _f(False, "train the heads only; every other weight stays as loaded")
+    loss: str = _f(
+        "auto",
+        "auto: cross-entropy, or BCE for --labels-csv data; bce: per-class sigmoid",
+        choices=("auto", "ce", "bce"),
+    )
+    threshold: float = _f(0.5, "multi-label: probability above which a label counts as predicted (F1, predict)")
     # --- augmentation --------------------------------------------------------------------------------------------
     aa: str | None = _f("rand-m9-mstd0.5-inc1", "timm auto-augment policy ('none' to disable)")
     color_jitter: float = _f(0.4, "colour jitter (used when --aa is none)")
@@ -152,7 +179,19 @@ class TrainConfig:
     def resolved_lr(self, world_size: int) -> float:
         if self.lr is not None:
             return self.lr
-        return self.lr_base * self.batch_size * world_size / self.lr_base_size
+        return self.lr_base * self.global_batch(world_size) / self.lr_base_size
+
+    def global_batch(self, world_size: int) -> int:
+        """Images per optimizer step over all processes (micro-batch x accumulation steps x processes)."""
+        return self.batch_size * self.grad_accum_steps * world_size
+
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.labels_csv)
+
+    @property
+    def resolved_loss(self) -> str:
+        return ("bce" if self.multi_label else "ce") if self.loss == "auto" else self.loss
 
     def validate(self) -> None:
         """Check options before any work starts; errors name the option."""
@@ -181,10 +220,20 @@ class TrainConfig:
             (self.dist_timeout > 0, "--dist-timeout", "must be > 0 seconds"),
             (self.skip_nonfinite >= 0, "--skip-nonfinite", f"must be >= 0, got {self.skip_nonfinite}"),
             (self.val_fraction is None or self.val_fraction > 0, "--val-split-size", "must be > 0"),
+            (self.grad_accum_steps >= 1, "--grad-accum-steps", f"must be >= 1, got {self.grad_accum_steps}"),
+            (
+                self.layer_decay is None or 0 < self.layer_decay <= 1,
+                "--layer-decay",
+                f"must be in (0, 1] (0.75 is usual; 1 = no decay), got {self.layer_decay}",
+            ),
+            (0 < self.threshold < 1, "--threshold", f"must be in (0, 1), got {self.threshold}"),
         ]
         for ok, option, why in checks:
             if not ok:
                 raise ValueError(f"{option}: {why}")
+        check_parts(self.freeze)
+        if self.multi_label and self.loss == "ce":
+            raise ValueError("--loss ce: multi-label data (--labels-csv) has several labels per image; use --loss bce")
         if self.mixup_active and self.mixup_prob > 0 and self.batch_size % 2:
             raise ValueError(
                 f"--batch-size: mixup/cutmix pair images within a batch and need an even batch size, got "
