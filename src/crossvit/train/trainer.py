@@ -211,9 +211,6 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                 st.get("world"),
             )
         log.info("resumed from %s at epoch %d (step %d)", resume, start_epoch, step)
-    note = restart_note(resume)
-    if note and dist.is_main:
-        log.warning(note)
 
     net: nn.Module = model
     if dist.enabled:
@@ -225,6 +222,9 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     if dist.is_main:
         cfg.save(run_dir / "config.yaml")
         fh = _add_file_log(run_dir)
+        note = restart_note(resume)  # after the file handler: train.log keeps a line per restart
+        if note:
+            log.warning(note)
         runlog = RunLog(run_dir, cfg.tensorboard)
         n_params = sum(p.numel() for p in model.parameters())
         log.info(
