@@ -49,6 +49,7 @@ class CrossViTConfig:
     # Widths of a convolutional tokenizer shared by both branches (layers/conv_stem.py), each stage halving the
     # image; patch sizes still count image pixels and must divide by the stem's stride. Empty: no stem.
     stem_dims: tuple[int, ...] = ()
+    stem_depths: tuple[int, ...] = ()  # convolutions per stem stage (empty: one each)
     fusion: FusionKind = "cross_attn"  # Table 6
     cls_token: bool = True  # False: the no-CLS ablation (mean of patch tokens is the agent)
     # True: the DeiT-style baseline of Table 2 -- the L branch alone (K * M blocks, one head), no S branch, no fusion.
@@ -62,6 +63,9 @@ class CrossViTConfig:
     attn_drop_rate: float = 0.0
     proj_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    # timm's name: accept images of any size at run time, each branch's position embedding interpolated to the
+    # grid of that size (the L branch's resize keeps img_scale); False rejects any size but img_size.
+    dynamic_img_size: bool = False
 
     def __post_init__(self) -> None:
         # Normalise scalars to pairs so users may pass img_size=384 or patch_size=16.
@@ -73,6 +77,7 @@ class CrossViTConfig:
         object.__setattr__(self, "img_size", tuple(int(v) for v in self.img_size))
         object.__setattr__(self, "patch_size", tuple(int(v) for v in self.patch_size))
         object.__setattr__(self, "stem_dims", tuple(int(v) for v in self.stem_dims))
+        object.__setattr__(self, "stem_depths", tuple(int(v) for v in self.stem_depths))
         self.validate()
 
     def validate(self) -> None:
@@ -90,6 +95,8 @@ class CrossViTConfig:
         for name in ("num_encoders", "small_depth", "large_depth", "cross_depth", "in_chans"):
             if getattr(self, name) < (0 if name.endswith("_depth") else 1):
                 raise bad(name, f"must be positive, got {getattr(self, name)}")
+        if self.dynamic_img_size and self.fusion == "pairwise":
+            raise bad("dynamic_img_size", "pairwise fusion mixes patch grids of a fixed size; use a fixed img_size")
         if self.fusion == "cross_attn" and self.cross_depth < 1:
             raise bad("cross_depth", "cross-attention fusion needs at least one module")
         if self.num_classes < 0:
@@ -111,6 +118,8 @@ class CrossViTConfig:
                     "stem_dims",
                     f"a shared stem feeds both branches one image; img_scale must be 1.0, got {self.img_scale}",
                 )
+            if self.stem_depths and (len(self.stem_depths) != len(self.stem_dims) or min(self.stem_depths) < 1):
+                raise bad("stem_depths", f"{self.stem_depths}: one count >= 1 per stage of stem_dims {self.stem_dims}")
             if any(p % stride for p in self.patch_size):
                 raise bad("patch_size", f"{self.patch_size} must be multiples of the stem's stride {stride}")
         # The first branch with scale 1.0 sees the image as it is: its size must divide by its patch.
@@ -130,9 +139,13 @@ class CrossViTConfig:
     @property
     def branch_img_size(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """Input size of each branch: the image scaled by img_scale, rounded to a multiple of the patch size."""
+        return self.branch_sizes(self.img_size)
+
+    def branch_sizes(self, img_size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """What ``branch_img_size`` is for an image of ``img_size`` (H, W) (a dynamic-size model's input)."""
         out = []
         for s, p in zip(self.img_scale, self.patch_size):
-            out.append(tuple(p * max(1, round(v * s / p)) for v in self.img_size))
+            out.append(tuple(p * max(1, round(int(v) * s / p)) for v in img_size))
         return tuple(out)  # type: ignore[return-value]
 
     @property

@@ -73,7 +73,9 @@ def _architecture_name(model: CrossViT) -> str:
         return name
 
     def arch(c: CrossViTConfig) -> dict[str, Any]:  # fields that fix the architecture, not size/classes/dropout
-        skip = ("num_classes", "img_size", "global_pool") + tuple(k for k in c.to_dict() if k.endswith("_rate"))
+        skip = ("num_classes", "img_size", "global_pool", "dynamic_img_size") + tuple(
+            k for k in c.to_dict() if k.endswith("_rate")
+        )
         return {k: v for k, v in c.to_dict().items() if k not in skip}
 
     mine = arch(model.cfg)
@@ -101,7 +103,7 @@ def save_pretrained(
         "tag": "custom",
         "custom_load": False,
         "input_size": list(dc["input_size"]),
-        "fixed_input_size": True,
+        "fixed_input_size": not model.cfg.dynamic_img_size,
         "interpolation": dc["interpolation"],
         "crop_pct": dc["crop_pct"],
         "crop_mode": dc["crop_mode"],
@@ -244,6 +246,9 @@ def from_pretrained(
     labels = config.get("label_names")
     model.label_names = list(labels) if labels and cfg.num_classes == saved_cfg.num_classes else None
     model.architecture = config.get("architecture") if config.get("architecture") != "crossvit" else None
+    # a multi-label model scores each label by its own sigmoid: predict thresholds, validate refuses top-1
+    model.multi_label = bool(config.get("multi_label", False))
+    model.threshold = float(config.get("threshold", 0.5))
     return model
 
 

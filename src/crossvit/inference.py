@@ -92,6 +92,7 @@ def predict(
     topk: int = 5,
     batch_size: int = 32,
     transform: Any = None,
+    threshold: float | None = None,
 ) -> list[Prediction]:
     """Top-k predictions for PIL images, paths or (H, W, 3) arrays, in input order (always a list).
 
@@ -103,6 +104,9 @@ def predict(
         topk: classes per image (capped at the class count).
         batch_size: images per forward pass; only one batch of decoded images is held at a time.
         transform: preprocessing; default :func:`crossvit.eval_transform` of the model.
+        threshold: for a multi-label model (``model.multi_label``): ``topk`` lists every label whose sigmoid
+            probability is above it, best first (default: the threshold its release records); ``probs`` are the
+            per-label sigmoids.
     """
     run, model = model, unwrap(model)
     if model.num_classes < 1:
@@ -113,6 +117,8 @@ def predict(
     tf = transform or eval_transform(model)
     names = label_names(model)
     k = min(topk, model.num_classes)
+    multi = bool(getattr(model, "multi_label", False))
+    cut = float(getattr(model, "threshold", 0.5) if threshold is None else threshold)
     param = next(model.parameters())
     in_dtype = param.dtype if run is model else torch.float32  # the fast wrappers cast fp32 images themselves
     was_training = model.training
@@ -131,12 +137,15 @@ def predict(
                     results[j].error = str(e)
             if tensors:
                 x = torch.stack(tensors).to(device=param.device, dtype=in_dtype)  # (b, C, H, W)
-                probs = run(x).float().softmax(dim=-1).cpu()  # (b, num_classes)
-                top_p, top_i = probs.topk(k, dim=-1)  # (b, k)
+                logits = run(x).float().cpu()  # (b, num_classes)
+                probs = logits.sigmoid() if multi else logits.softmax(dim=-1)
+                top_p, top_i = probs.sort(dim=-1, descending=True) if multi else probs.topk(k, dim=-1)  # (b, k)
                 for row, j in enumerate(slots):
                     idx = top_i[row].tolist()
+                    if multi:
+                        idx = [c for c, p in zip(idx, top_p[row].tolist()) if p > cut]
                     results[j].indices = idx
-                    results[j].topk = [(names[c] if names else str(c), float(p)) for c, p in zip(idx, top_p[row])]
+                    results[j].topk = [(names[c] if names else str(c), float(probs[row, c])) for c in idx]
                     results[j].probs = probs[row]
             out += results
     finally:

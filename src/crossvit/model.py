@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from .config import CrossViTConfig
 from .fusion import FUSE, build_fusion
 from .layers import Block, ConvStem, PatchEmbed, norm_layer
+from .weights import resize_pos_embed
 
 Tokens = list[Tensor]
 
@@ -53,7 +54,7 @@ def conv_stem(cfg: CrossViTConfig) -> tuple[ConvStem | None, int]:
     """The shared convolutional tokenizer of ``cfg`` (or None) and the channel count the patch embeddings take."""
     if not cfg.stem_dims:
         return None, cfg.in_chans
-    stem = ConvStem(cfg.in_chans, cfg.stem_dims)
+    stem = ConvStem(cfg.in_chans, cfg.stem_dims, cfg.stem_depths)
     return stem, stem.out_chans
 
 
@@ -159,11 +160,12 @@ class CrossViT(nn.Module):
     def _check_input(self, x: Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.cfg.in_chans:
             raise ValueError(f"expected a (B, {self.cfg.in_chans}, H, W) image batch, got shape {tuple(x.shape)}")
-        if tuple(x.shape[-2:]) != self.cfg.img_size:
+        if tuple(x.shape[-2:]) != self.cfg.img_size and not self.cfg.dynamic_img_size:
             h, w = x.shape[-2:]
             raise ValueError(
                 f"input is {h}x{w} but the model was built for {self.cfg.img_size[0]}x{self.cfg.img_size[1]}; "
-                f"build it with img_size=({h}, {w}) (weights are resized on load) or resize the input"
+                f"build it with img_size=({h}, {w}) (weights are resized on load), with dynamic_img_size=True "
+                "(position embeddings interpolated at run time), or resize the input"
             )
 
     @property
@@ -171,11 +173,24 @@ class CrossViT(nn.Module):
         """Patch grid (h, w) of each branch this model runs."""
         return list(self.cfg.grid_size)
 
+    def _branch_sizes(self, x: Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Input size of each branch for the batch ``x``: the configured ones unless the model is dynamic-size."""
+        return self.cfg.branch_sizes(tuple(x.shape[-2:])) if self.cfg.dynamic_img_size else self.cfg.branch_img_size
+
+    def input_grids(self, x: Tensor) -> list[tuple[int, int]]:
+        """Patch grid (h, w) of each branch this model runs, for the batch ``x`` (differs from branch_grids only
+        for a dynamic-size model fed another size)."""
+        if not self.cfg.dynamic_img_size:
+            return self.branch_grids
+        sizes = self._branch_sizes(x)
+        idx = range(2) if len(self.patch_embed) == 2 else [1]  # the single-branch model runs branch 1 only
+        return [(sizes[b][0] // pe.patch, sizes[b][1] // pe.patch) for b, pe in zip(idx, self.patch_embed)]
+
     def _embed(self, x: Tensor) -> Tokens:
         if self.stem is not None:
             x = self.stem(x)  # (B, C, H, W) -> (B, C_stem, H / s, W / s), shared by both branches
             return [self._embed_branch(x, i, tuple(x.shape[-2:])) for i in range(len(self.patch_embed))]
-        return [self._embed_branch(x, i, size) for i, size in enumerate(self.cfg.branch_img_size)]
+        return [self._embed_branch(x, i, size) for i, size in enumerate(self._branch_sizes(x))]
 
     def _embed_branch(self, x: Tensor, i: int, size: tuple[int, int]) -> Tensor:
         """Image -> tokens of branch ``i`` fed at ``size``: (B, C, H, W) -> (B, prefix + N_i, D_i)."""
@@ -184,7 +199,11 @@ class CrossViT(nn.Module):
         t = self.patch_embed[i](xi)  # (B, N_i, D_i)
         if self.cfg.cls_token:
             t = torch.cat((self.cls_token[i].expand(B, -1, -1), t), dim=1)  # (B, 1+N_i, D_i)
-        return self.pos_drop(t + self.pos_embed[i])
+        pos = self.pos_embed[i]
+        if pos.shape[1] != t.shape[1]:  # dynamic size: the learnt grid interpolated to this input's grid
+            p = self.patch_embed[i].patch
+            pos = resize_pos_embed(pos, (size[0] // p, size[1] // p), self.branch_grids[i], self.cfg.num_prefix_tokens)
+        return self.pos_drop(t + pos)
 
     def forward_features(self, x: Tensor) -> Tokens:
         """Image (B, C, H, W) -> per-branch normed tokens [(B, 1+N_s, D_s), (B, 1+N_l, D_l)]."""
@@ -242,7 +261,7 @@ class CrossViT(nn.Module):
                     npre = self.cfg.num_prefix_tokens
                     out = [
                         t[:, npre:].transpose(1, 2).reshape(t.shape[0], t.shape[2], *g)
-                        for t, g in zip(out, self.branch_grids)
+                        for t, g in zip(out, self.input_grids(x))
                     ]
                 inter.append(out)
         if intermediates_only:

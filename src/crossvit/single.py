@@ -78,7 +78,7 @@ class SingleBranchViT(CrossViT):
         if self.stem is not None:
             x = self.stem(x)  # (B, C, H, W) -> (B, C_stem, H / s, W / s)
             return [self._embed_branch(x, 0, tuple(x.shape[-2:]))]
-        return [self._embed_branch(x, 0, self.cfg.branch_img_size[BRANCH])]
+        return [self._embed_branch(x, 0, self._branch_sizes(x)[BRANCH])]
 
     def extra_repr(self) -> str:
         c = self.cfg

@@ -28,6 +28,8 @@ _OURS_KEY = re.compile(r"^(pos_embed|cls_token)\.(\d+)$")
 _WRAPPERS_EMA = ("model_ema", "state_dict_ema")
 _WRAPPERS = ("model", "state_dict", "model_state", "module")
 _PREFIXES = ("module.", "_orig_mod.", "model.")
+# The first convolution of each branch's patch embedding: linear (one conv) or the three-conv "dagger" stem.
+_FIRST_CONV = re.compile(r"^patch_embed\.\d+\.proj(\.0)?\.weight$")
 
 
 class CheckpointError(ValueError):
@@ -149,6 +151,7 @@ def adapt_state_dict(sd: dict[str, Tensor], model: torch.nn.Module, source: str 
             old_n = sd[k].shape[1] - cfg.num_prefix_tokens
             sd[k] = resize_pos_embed(sd[k], cfg.grid_size[i], None, cfg.num_prefix_tokens)
             log.info("resized %s from %d to %d patch tokens (bicubic)", k, old_n, cfg.num_patches[i])
+    _adapt_input_convs(sd, target, source)
     head_keys = [k for k in target if k.startswith("head.")]
     mismatched = [k for k in head_keys if k in sd and sd[k].shape != target[k].shape]
     if mismatched or (any(k.startswith("head.") for k in sd) and not head_keys):
@@ -164,6 +167,20 @@ def adapt_state_dict(sd: dict[str, Tensor], model: torch.nn.Module, source: str 
         if k in target and v.shape != target[k].shape:
             raise CheckpointError(f"{source}: {k} has shape {tuple(v.shape)}, model expects {tuple(target[k].shape)}")
     return sd
+
+
+def _adapt_input_convs(sd: dict[str, Tensor], target: dict[str, Tensor], source: str) -> None:
+    """Fit the first convolution of each branch to the model's channel count, in place (timm's adapt_input_conv:
+    summed over the input channels for 1, repeated and scaled by 3 / C for C channels), so the weights of a model
+    trained on RGB start a grey-scale or multispectral model instead of being refused."""
+    from timm.models import adapt_input_conv
+
+    for k in [k for k in sd if _FIRST_CONV.match(k) and k in target]:
+        w, want = sd[k], target[k]
+        if w.ndim != 4 or w.shape[1] == want.shape[1] or w.shape[0] != want.shape[0] or w.shape[2:] != want.shape[2:]:
+            continue  # same channels, or not a pure channel-count mismatch (reported below as a shape error)
+        sd[k] = adapt_input_conv(want.shape[1], w, base_chans=w.shape[1])  # (O, C_old, p, p) -> (O, C_new, p, p)
+        log.info("adapted %s from %d to %d input channels", k, w.shape[1], want.shape[1])
 
 
 def load_into(model: torch.nn.Module, sd: dict[str, Tensor], source: str = "checkpoint") -> None:

@@ -15,6 +15,7 @@ from .digits import DIGIT_NAMES, digits_datasets
 from .folder import FolderDataset, scan_folder, split_samples
 from .images import BadImagePolicy
 from .memory import cache_dataset
+from .multilabel import multilabel_sets
 from .shards import ShardDataset, list_shards, scan_shards
 from .transforms import eval_transform, train_transform
 
@@ -58,6 +59,13 @@ def build_data(cfg: Any, img_size: int, rank: int = 0, world: int = 1, run_dir: 
         raise FileNotFoundError(f"{root}: no such data directory")
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: data must be a directory (ImageFolder root or shards dir)")
+    if getattr(cfg, "labels_csv", None):
+        tr, va, classes = multilabel_sets(cfg, root, tt, et, policy)
+        if va is None:
+            log.warning(
+                "no %s.csv next to --labels-csv and no --val-split-size: training without validation", cfg.val_split
+            )
+        return Data(tr, va, classes, "multilabel", len(tr), len(va) if va is not None else 0)
     train_dir = root / cfg.train_split
     val_dir = root / cfg.val_split
     if not train_dir.is_dir():
@@ -74,6 +82,12 @@ def build_data(cfg: Any, img_size: int, rank: int = 0, world: int = 1, run_dir: 
         return _shard_data(cfg, shards, list_shards(val_dir) if val_dir.is_dir() else [], tt, et, rank, world, policy)
 
     classes, samples = scan_folder(train_dir)
+    if len(classes) == 1:
+        raise ValueError(
+            f"{train_dir}: holds one class folder ({classes[0]}/), so every label is 0 and the loss is 0 from the "
+            f"first step. A classifier needs >= 2 classes: did you point at a class folder, or put all images in one "
+            f"folder? Expected {train_dir}/<class>/<image> with a folder per class"
+        )
     if cfg.val_fraction is not None:
         train_s, val_s = split_samples(samples, cfg.val_fraction, seed=0)
         log.info(
@@ -99,6 +113,11 @@ def _shard_data(cfg, train_shards, val_shards, tt, et, rank, world, policy) -> D
     if n_train == 0:
         raise ValueError(f"{train_shards[0].parent}: the .tar shards hold no samples")
     k = cfg.num_classes or max(k_train, k_val)
+    if k < 2:
+        raise ValueError(
+            f"{train_shards[0].parent}: the shards hold labels of one class only, so the loss is 0 from the first "
+            "step; a classifier needs >= 2 classes (are the .cls labels written?)"
+        )
     classes = list(cfg.label_names) if cfg.label_names else [str(i) for i in range(k)]
     tr = ShardDataset(train_shards, tt, train=True, rank=rank, world=world, seed=cfg.seed, policy=policy)
     va = ShardDataset(val_shards, et, train=False, rank=rank, world=world, policy=policy) if val_shards else None

@@ -36,6 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="release dir (config.json + model.safetensors) or weights file")
     p.add_argument("--model", help="architecture name when --checkpoint is a bare weights file")
     p.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="multi-label models: print every label whose probability is above this (default: the release's)",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--format", default="table", help=f"output format: {', '.join(FORMATS)} (default table)")
     p.add_argument("--output", type=Path, help="write the results here instead of stdout")
@@ -89,6 +95,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.format not in FORMATS:
         raise ValueError(f"--format {args.format!r} is not supported; choose one of {', '.join(FORMATS)}")
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
     if args.topk < 1 or args.batch_size < 1:
         raise ValueError(f"--topk and --batch-size must be >= 1, got {args.topk} and {args.batch_size}")
     sources = expand_paths(args.paths)
@@ -106,8 +114,12 @@ def main(args: argparse.Namespace) -> int:
         from ..fast import to_inference
 
         run = to_inference(model, args.precision, compile=args.compile, runtime=args.runtime)
-    preds = predict(run, sources, topk=args.topk, batch_size=args.batch_size)
-    k = min(args.topk, model.num_classes)
+    preds = predict(run, sources, topk=args.topk, batch_size=args.batch_size, threshold=args.threshold)
+    multi = bool(getattr(model, "multi_label", False))
+    if multi:
+        cut = args.threshold if args.threshold is not None else model.threshold
+        print(f"crossvit predict: multi-label model: labels with probability > {cut:g}", file=sys.stderr)
+    k = model.num_classes if multi else min(args.topk, model.num_classes)
     text = {"table": format_table, "json": format_json, "csv": lambda ps: format_csv(ps, k)}[args.format](preds)
     failed = [p for p in preds if not p.ok]
     if args.output:

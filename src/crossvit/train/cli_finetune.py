@@ -78,5 +78,7 @@ def main(args: argparse.Namespace) -> int:
     r = train(cfg)
     if r["release_dir"] is None and r["world"] > 1:
         return 0
-    print(json.dumps({k: r[k] for k in ("run_dir", "release_dir", "top1", "top5", "best_top1", "wall_s")}, indent=2))
+    summary = {k: r[k] for k in ("run_dir", "release_dir", "top1", "top5", "best_top1", "wall_s")}
+    summary.update({k: r[k] for k in ("mAP", "f1_micro", "f1_macro") if k in r})  # multi-label validation
+    print(json.dumps(summary, indent=2))
     return 0

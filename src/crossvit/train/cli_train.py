@@ -43,5 +43,6 @@ def main(args: argparse.Namespace) -> int:
     if r["world"] > 1 and r["release_dir"] is None:
         return 0
     summary = {k: r[k] for k in ("run_dir", "release_dir", "top1", "top5", "best_top1", "epochs", "amp", "wall_s")}
+    summary.update({k: r[k] for k in ("mAP", "f1_micro", "f1_macro") if k in r})  # multi-label validation
     print(json.dumps(summary, indent=2))
     return 0

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from .freeze import check_parts
+
 AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
 BAD_IMAGE_CHOICES = ("skip", "error")
 WD_TOKENS_CHOICES = ("decay", "exclude")
@@ -54,6 +56,11 @@ class TrainConfig:
     on_bad_image: str = _f(
         "skip", "unreadable image: skip it (warn, list in skipped_images.txt) or error", choices=BAD_IMAGE_CHOICES
     )
+    labels_csv: str | None = _f(
+        None,
+        "multi-label data: a CSV of 'path,label1;label2;...' rows (paths relative to the data dir), read for the "
+        "training images; <name>.csv next to it with the val split's name (e.g. val.csv) is the validation set",
+    )
     workers: int = _f(4, "data-loading worker processes (0: load in the main process)", ("-j", "--workers"))
     # --- model ---------------------------------------------------------------------------------------------------
     model: str = _f("crossvit_small_240", "registered model name (crossvit info --list)")
@@ -85,6 +92,26 @@ class TrainConfig:
     momentum: float = _f(0.9, "SGD momentum")
     opt_eps: float = _f(1e-8, "AdamW epsilon")
     clip_grad: float | None = _f(None, "clip the gradient norm to this value")
+    grad_accum_steps: int = _f(
+        1, "micro-batches per optimizer step: one update of -b B x N images; --lr-base scales with the full batch"
+    )
+    layer_decay: float | None = _f(
+        None, "layer-wise lr decay (BEiT / timm fine-tuning, e.g. 0.75): encoder k of K gets lr x decay^(K+1-k)"
+    )
+    freeze: list | None = _f(
+        None,
+        "parts that do not train: patch_embed (patch/pos embeddings, CLS tokens), branch0, branch1 (a branch's "
+        "stem, blocks and final norm), encoders:K (the stem and the first K multi-scale encoders)",
+        nargs="+",
+        type=str,
+    )
+    linear_probe: bool = _f(False, "train the heads only; every other weight stays as loaded")
+    loss: str = _f(
+        "auto",
+        "auto: cross-entropy, or BCE for --labels-csv data; bce: per-class sigmoid",
+        choices=("auto", "ce", "bce"),
+    )
+    threshold: float = _f(0.5, "multi-label: probability above which a label counts as predicted (F1, predict)")
     # --- augmentation --------------------------------------------------------------------------------------------
     aa: str | None = _f("rand-m9-mstd0.5-inc1", "timm auto-augment policy ('none' to disable)")
     color_jitter: float = _f(0.4, "colour jitter (used when --aa is none)")
@@ -192,7 +219,19 @@ class TrainConfig:
     def resolved_lr(self, world_size: int) -> float:
         if self.lr is not None:
             return self.lr
-        return self.lr_base * self.batch_size * world_size / self.lr_base_size
+        return self.lr_base * self.global_batch(world_size) / self.lr_base_size
+
+    def global_batch(self, world_size: int) -> int:
+        """Images per optimizer step over all processes (micro-batch x accumulation steps x processes)."""
+        return self.batch_size * self.grad_accum_steps * world_size
+
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.labels_csv)
+
+    @property
+    def resolved_loss(self) -> str:
+        return ("bce" if self.multi_label else "ce") if self.loss == "auto" else self.loss
 
     def validate(self) -> None:
         """Check options before any work starts; errors name the option."""
@@ -224,6 +263,13 @@ class TrainConfig:
             (self.crop_pad >= 0, "--crop-pad", f"must be >= 0, got {self.crop_pad}"),
             (0 <= self.distill_alpha <= 1, "--distill-alpha", f"must be in [0, 1], got {self.distill_alpha}"),
             (self.distill_tau > 0, "--distill-tau", f"must be > 0, got {self.distill_tau}"),
+            (self.grad_accum_steps >= 1, "--grad-accum-steps", f"must be >= 1, got {self.grad_accum_steps}"),
+            (
+                self.layer_decay is None or 0 < self.layer_decay <= 1,
+                "--layer-decay",
+                f"must be in (0, 1] (0.75 is usual; 1 = no decay), got {self.layer_decay}",
+            ),
+            (0 < self.threshold < 1, "--threshold", f"must be in (0, 1), got {self.threshold}"),
         ]
         for ok, option, why in checks:
             if not ok:
@@ -235,6 +281,9 @@ class TrainConfig:
                 f"--loader memory: augments whole batches by translation and flip only; --aa {self.aa} needs the "
                 "per-image pipeline (--loader workers) or --aa none"
             )
+        check_parts(self.freeze)
+        if self.multi_label and self.loss == "ce":
+            raise ValueError("--loss ce: multi-label data (--labels-csv) has several labels per image; use --loss bce")
         if self.mixup_active and self.mixup_prob > 0 and self.batch_size % 2:
             raise ValueError(
                 f"--batch-size: mixup/cutmix pair images within a batch and need an even batch size, got "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.rendezvous import rendezvous
 
 log = logging.getLogger("crossvit")
 
@@ -51,7 +52,16 @@ def setup(device: str = "auto", timeout_s: float = 600.0) -> DistInfo:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        timeout = datetime.timedelta(seconds=timeout_s)
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is None:
+            dist.init_process_group(backend, timeout=timeout)
+        else:
+            # torchrun's agent keeps one store over restarts; without a per-attempt prefix a restarted group reads
+            # the dead group's gloo/NCCL addresses and fails to connect (or connects to nobody)
+            store, rank, world = next(rendezvous("env://", timeout=timeout))
+            store = dist.PrefixStore(f"crossvit/attempt_{attempt}", store)
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
         log.debug("rank %d/%d joined (%s)", rank, world, backend)
     return DistInfo(rank, world, local, dev)
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .accumulate import forward_backward, take
 from .distributed import all_reduce_sum, all_reduce_tensor
 from .precision import autocast
 from .progress import StepProgress
@@ -47,8 +48,10 @@ def train_one_epoch(
     log_interval: int = 50,
     skip_nonfinite: int = 0,
     budget: Any | None = None,
+    grad_accum_steps: int = 1,
 ) -> EpochResult:
-    """``steps`` optimizer steps over ``loader``; the lr follows ``scheduler`` by global step.
+    """``steps`` optimizer steps over ``loader``, each of ``grad_accum_steps`` micro-batches; the lr follows
+    ``scheduler`` by global step.
 
     The epoch ends early when the schedule is done (``scheduler.done``: a ``--time-budget`` run's last steps).
     ``budget`` (a :class:`~crossvit.train.budget.TimeBudget`) is told of every step, to plan the step count. A
@@ -65,18 +68,12 @@ def train_one_epoch(
     for i in range(steps):
         if scheduler.done(step):
             break
-        try:
-            x, y = next(it)
-        except StopIteration:
+        micro = take(it, grad_accum_steps)
+        if len(micro) < grad_accum_steps:
             break
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)  # (B, 3, H, W), (B,)
-        if mixup is not None:
-            x, y = mixup(x, y)  # y: (B, num_classes) soft targets
         lr = scheduler.step(step)
-        with autocast(amp, device):
-            out = model(x)  # (B, num_classes)
-            loss = criterion(x, out, y) if getattr(criterion, "takes_inputs", False) else criterion(out, y)
-        loss_val = loss.item()
+        optimizer.zero_grad(set_to_none=True)
+        loss_val, n_img = forward_backward(model, micro, criterion, scaler, device, amp, mixup)
         bad = not math.isfinite(loss_val)
         if all_reduce_sum([float(bad)], device)[0] > 0:  # identity on one process; under DDP all ranks agree
             where = f"at epoch {epoch + 1} step {i + 1} (global step {step + 1}) with lr {lr:.4g}"
@@ -95,8 +92,6 @@ def train_one_epoch(
                 f"loss is {loss_val} {where}; stopped, the last good checkpoint is kept. Lower --lr, use --amp fp32 "
                 f"or --clip-grad, or let --skip-nonfinite N skip such steps"
             )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
         if clip_grad is not None:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
@@ -107,9 +102,9 @@ def train_one_epoch(
             ema.update(model, step=step)
         if budget is not None:
             budget.on_step(step, scheduler)
-        loss_sum += loss.item() * x.shape[0]
-        n_seen += x.shape[0]
-        progress.update(i, loss.item(), lr, x.shape[0])
+        loss_sum += loss_val * n_img
+        n_seen += n_img
+        progress.update(i, loss_val, lr, n_img)
     img_s = progress.close()
     total_loss, total_n = all_reduce_sum([loss_sum, float(n_seen)], device)
     return EpochResult(total_loss / max(1.0, total_n), int(total_n), img_s, lr, step, skipped)

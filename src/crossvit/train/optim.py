@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .layer_decay import layer_decay_groups
+
 
 def param_groups(model: nn.Module, weight_decay: float, decay_tokens: bool = True) -> list[dict]:
     """Biases and norm weights (1-D) never decay. Position embeddings and CLS tokens decay when ``decay_tokens``.
@@ -30,8 +32,11 @@ def param_groups(model: nn.Module, weight_decay: float, decay_tokens: bool = Tru
 
 
 def build_optimizer(model: nn.Module, cfg, lr: float, fused: bool = False) -> torch.optim.Optimizer:
-    """AdamW or SGD over the weight-decay groups; ``fused``: AdamW's single-kernel update (same maths)."""
-    groups = param_groups(model, cfg.weight_decay, cfg.wd_tokens == "decay")
+    """AdamW or SGD over the weight-decay (and layer-decay) groups; ``fused``: AdamW's single-kernel update."""
+    if getattr(cfg, "layer_decay", None) is not None:
+        groups = layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay, cfg.wd_tokens == "decay")
+    else:
+        groups = param_groups(model, cfg.weight_decay, cfg.wd_tokens == "decay")
     if cfg.opt == "adamw":
         return torch.optim.AdamW(groups, lr=lr, eps=cfg.opt_eps, betas=(0.9, 0.999), fused=fused or None)
     if cfg.opt == "sgd":
@@ -68,5 +73,5 @@ class WarmupCosine:
     def step(self, step: int) -> float:
         lr = self.lr_at(step)
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)  # layer decay scales each group's share of the schedule
         return lr

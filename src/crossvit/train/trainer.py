@@ -33,9 +33,12 @@ from .budget import TimeBudget
 from .checkpoint import find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state, verify_checkpoint
 from .config import TrainConfig, parse_duration
 from .distill import build_distillation
+from .elastic import restart_note, run_name
 from .engine import evaluate, train_one_epoch
 from .fast_step import to_fast_layout, use_fast_step
+from .freeze import apply_freeze, check_parts, trainable_table
 from .model_setup import arch_config, build_model
+from .multilabel import bce_criterion, evaluate_multilabel, metrics_text
 from .optim import WarmupCosine, build_optimizer
 from .precision import grad_scaler, resolve_amp
 from .progress import RunLog
@@ -52,7 +55,7 @@ def seed_everything(seed: int) -> None:
 def _run_dir(cfg: TrainConfig, dist: D.DistInfo) -> Path:
     name = cfg.experiment
     if not name:
-        name = D.broadcast_object(f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}" if dist.is_main else None)
+        name = D.broadcast_object(run_name(cfg.model) if dist.is_main else None)
     return Path(cfg.output).expanduser() / name
 
 
@@ -71,7 +74,7 @@ def _memory_loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
         )
 
     train_dl = make(data.train, True)
-    steps = len(train_dl)
+    steps = len(train_dl) // cfg.grad_accum_steps  # optimizer steps; each takes grad_accum_steps batches
     if steps < 1:
         raise ValueError(f"--batch-size {cfg.batch_size}: larger than the {data.train_len} training images per process")
     val_dl = make(data.val, False) if data.val is not None else None
@@ -85,15 +88,16 @@ def _loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
     common = {"num_workers": workers, "pin_memory": dist.device.type == "cuda"}
     if data.iterable:
         train_dl = DataLoader(data.train, batch_size=cfg.batch_size, drop_last=True, **common)
-        steps = data.train_len // (cfg.batch_size * dist.world)
+        steps = data.train_len // cfg.global_batch(dist.world)
         sampler = data.train
     else:
         sampler = train_sampler(data.train, dist.rank, dist.world, cfg.seed, cfg.resolved_aug_repeats())
         train_dl = DataLoader(data.train, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, **common)
-        steps = len(train_dl)
+        steps = len(train_dl) // cfg.grad_accum_steps  # optimizer steps; each takes grad_accum_steps batches
     if steps < 1:
+        accum = f" x --grad-accum-steps {cfg.grad_accum_steps}" if cfg.grad_accum_steps > 1 else ""
         raise ValueError(
-            f"--batch-size {cfg.batch_size}: larger than the {data.train_len} training images per "
+            f"--batch-size {cfg.batch_size}{accum}: larger than the {data.train_len} training images per "
             f"{'process' if dist.world == 1 else f'each of {dist.world} processes'}; lower it"
         )
     val_dl = None
@@ -106,6 +110,8 @@ def _loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
 def _criterion(cfg: TrainConfig) -> nn.Module:
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
+    if cfg.resolved_loss == "bce":
+        return bce_criterion(cfg.smoothing, cfg.multi_label, cfg.mixup_active and cfg.mixup_prob > 0)
     if cfg.mixup_active and cfg.mixup_prob > 0:
         return SoftTargetCrossEntropy()  # smoothing is applied inside Mixup to the soft targets
     if cfg.smoothing > 0:
@@ -126,6 +132,7 @@ def _mixup(cfg: TrainConfig, num_classes: int):
         mode=cfg.mixup_mode,
         label_smoothing=cfg.smoothing,
         num_classes=num_classes,
+        multi_label=cfg.multi_label,  # mixes multi-hot targets as they are instead of one-hot encoding labels
     )
 
 
@@ -141,6 +148,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     t_start = time.perf_counter()
     cfg.validate()
     arch = arch_config(cfg)  # raises on bad model / model_args / img_size, before any data is read
+    check_parts(cfg.freeze, arch.num_encoders)  # --freeze encoders:K beyond the model fails now too
     if cfg.resume not in (None, "auto"):  # a damaged --resume file fails now, not after the data scan
         p = Path(cfg.resume)
         if not p.is_file():
@@ -167,7 +175,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) -> dict[str, Any]:
     amp = resolve_amp(cfg.amp, dist.device)
     run_dir = _run_dir(cfg, dist)
-    existed = (run_dir / "last.pth").exists() or (run_dir / "best.pth").exists()
+    # rank 0's view decides, so every rank resumes (or not) alike, also after an elastic restart
+    existed = D.broadcast_object((run_dir / "last.pth").exists() or (run_dir / "best.pth").exists())
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     D.barrier()
@@ -180,6 +189,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(cfg, num_classes).to(dist.device)
     model.label_names = classes
+    frozen = apply_freeze(model, cfg.freeze, cfg.linear_probe)
     # the CPU SDPA backward in bf16 is the slow half of a small model's step; explicit matmuls run on the GEMM units
     attention = cfg.attention if cfg.attention != "auto" else pick_attention(dist.device, amp, training=True)
     model.set_attention_impl(attention)
@@ -205,8 +215,8 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     budget_state: dict[str, Any] = {}
     resume = cfg.resume
     if resume == "auto" or (resume is None and existed):
-        found = find_resumable(run_dir)
-        resume = str(found) if found else None
+        found = find_resumable(run_dir) if dist.is_main else None
+        resume = D.broadcast_object(str(found) if found else None)  # the same checkpoint on every rank
         if resume is None and cfg.resume == "auto":
             log.info("--resume auto: no good checkpoint in %s, starting fresh", run_dir)
     if resume:
@@ -249,11 +259,15 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     if dist.is_main:
         cfg.save(run_dir / "config.yaml")
         fh = _add_file_log(run_dir)
+        note = restart_note(resume)  # after the file handler: train.log keeps a line per restart
+        if note:
+            log.warning(note)
         runlog = RunLog(run_dir, cfg.tensorboard)
         n_params = sum(p.numel() for p in model.parameters())
         log.info(
             "run %s | data %s: %d train / %d val images, %d classes | model %s %.2fM params %dpx | %d process(es) on "
-            "%s, %s, %s attention | lr %.3g, global batch %d, %d steps/epoch",
+            "%s, %s, %s attention | lr %.3g, global batch %d (%d per micro-batch x %d accumulation x %d process(es)), "
+            "%d steps/epoch",
             run_dir,
             describe(cfg.data),
             data.train_len,
@@ -267,9 +281,14 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             amp,
             attention,
             lr,
-            cfg.batch_size * dist.world,
+            cfg.global_batch(dist.world),
+            cfg.batch_size,
+            cfg.grad_accum_steps,
+            dist.world,
             steps,
         )
+        if frozen or cfg.layer_decay is not None:
+            log.info("trainable parameters:\n%s", trainable_table(model))
 
     budget = None
     if cfg.time_budget is not None:
@@ -318,14 +337,15 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                 cfg.log_interval,
                 skip_nonfinite=cfg.skip_nonfinite - skipped,
                 budget=budget,
+                grad_accum_steps=cfg.grad_accum_steps,
             )
             step = res.step
             skipped += res.skipped
             eval_model = ema.module if ema is not None else model
             t_eval = time.perf_counter()
-            metrics = evaluate(eval_model, val_dl, dist.device, amp, tta=cfg.tta) if val_dl is not None else {}
+            metrics = _validate(cfg, eval_model, val_dl, dist.device, amp) if val_dl is not None else {}
             eval_s = time.perf_counter() - t_eval
-            top1 = metrics.get("top1")
+            top1 = metrics.get("mAP" if cfg.multi_label else "top1")  # the figure best.pth is chosen by
             is_best = top1 is not None and top1 > best_top1
             if is_best:
                 best_top1 = top1
@@ -333,8 +353,9 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                 "epoch": epoch + 1,
                 "train_loss": res.loss,
                 "val_loss": metrics.get("loss"),
-                "top1": top1,
+                "top1": metrics.get("top1"),
                 "top5": metrics.get("top5"),
+                **{k: metrics[k] for k in ("mAP", "f1_micro", "f1_macro") if k in metrics},
                 "lr": res.lr,
                 "train_img_s": res.img_s * dist.world,
                 "epoch_s": time.perf_counter() - t0,
@@ -350,7 +371,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                     epoch + 1,
                     cfg.epochs,
                     res.loss,
-                    f" val_loss {metrics['loss']:.4f} top1 {top1:.2f} top5 {metrics['top5']:.2f}" if metrics else "",
+                    metrics_text(metrics),
                     res.lr,
                     row["train_img_s"],
                     row["epoch_s"],
@@ -380,7 +401,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             runlog.close()
 
     if not metrics and val_dl is not None:  # nothing left to train (resumed a finished run): still report
-        metrics = evaluate(ema.module if ema is not None else model, val_dl, dist.device, amp, tta=cfg.tta)
+        metrics = _validate(cfg, ema.module if ema is not None else model, val_dl, dist.device, amp)
     hashes = _rank_hashes(model, dist)
     if dist.is_main and dist.enabled:
         (run_dir / "ranks.json").write_text(json.dumps({"weights_sha256": hashes}, indent=2) + "\n")
@@ -390,7 +411,10 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     release_dir = None
     if dist.is_main and cfg.save_release and complete:
         release_dir = save_pretrained(
-            ema.module if ema is not None else model, run_dir / "release", label_names=classes
+            ema.module if ema is not None else model,
+            run_dir / "release",
+            label_names=classes,
+            extra={"multi_label": True, "threshold": cfg.threshold} if cfg.multi_label else None,
         )
         log.info("release written to %s", release_dir)
     if fh is not None:
@@ -401,6 +425,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         "release_dir": str(release_dir) if release_dir else None,
         "top1": metrics.get("top1"),
         "top5": metrics.get("top5"),
+        **{k: metrics[k] for k in ("mAP", "f1_micro", "f1_macro") if k in metrics},
         "val_loss": metrics.get("loss"),
         "best_top1": best_top1 if best_top1 >= 0 else None,
         "epochs": cfg.epochs,
@@ -413,6 +438,12 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         "model": model,
         "classes": classes,
     }
+
+
+def _validate(cfg: TrainConfig, model: nn.Module, val_dl, device, amp: str) -> dict[str, Any]:
+    if cfg.multi_label:
+        return evaluate_multilabel(model, val_dl, device, amp, cfg.threshold)
+    return evaluate(model, val_dl, device, amp, tta=cfg.tta)
 
 
 def weights_hash(model: nn.Module) -> str:

@@ -119,10 +119,16 @@ def validate(
     With ``out_dir``: metrics.json and confusion.png are written there. ``runtime="openvino"`` evaluates the
     OpenVINO-compiled model (``amp`` bf16 -> its bf16 precision hint); it has no per-branch accuracies.
     """
+    source = "model" if isinstance(model, CrossViT) else str(model)
     if not isinstance(model, CrossViT):
         model = load_model(model, model_name, img_size)
     elif img_size is not None and img_size != model.cfg.img_size[0]:
         raise ValueError(f"img_size {img_size}: rebuild the model at that size (crossvit.from_pretrained(img_size=))")
+    if getattr(model, "multi_label", False):
+        raise ValueError(
+            f"{source}: a multi-label model (its release config says multi_label); top-1 accuracy does not apply. "
+            "Its mAP and F1 are reported by training validation (crossvit train/finetune --labels-csv ...)"
+        )
     dev = torch.device(device)
     model = model.to(dev).eval()
     ds = data if isinstance(data, Dataset) else eval_dataset(data, model, eval_transform(model, crop_pct=crop_pct))
