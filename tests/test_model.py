@@ -204,3 +204,20 @@ def test_cli_unknown_model_suggests(capsys) -> None:
     assert main(["info", "crossvit_15_dagger_48"]) == 2
     err = capsys.readouterr().err
     assert "unknown model" in err and "crossvit_15_dagger_408" in err
+
+
+def test_fusion_names_come_from_one_list(tiny_cfg) -> None:
+    """The config's type, the scheme classes and the registered ablations all derive from config.FUSIONS."""
+    from typing import get_args
+
+    from crossvit.config import FUSIONS, FusionKind
+    from crossvit.fusion import ENCODERS
+    from crossvit.registry import ABLATION_FUSIONS, fusion_tag
+
+    assert FUSIONS == get_args(FusionKind) == tuple(ENCODERS) and "cross_attn" not in ABLATION_FUSIONS
+    names = set(crossvit.list_models())
+    assert {f"crossvit_cifar_fuse_{fusion_tag(f)}_36" for f in ABLATION_FUSIONS} <= names
+    for f in FUSIONS:  # each scheme is one encoder class and owns only the modules it uses
+        enc = CrossViT(tiny_cfg.replace(fusion=f)).blocks[0]
+        assert type(enc) is ENCODERS[f]
+        assert hasattr(enc, "fusion") == (f in ("cross_attn", "all_attn")) and hasattr(enc, "projs") == (f != "none")
