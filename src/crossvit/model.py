@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import fast, prediction
 from .config import CrossViTConfig
 from .encoder import Tokens
 from .fusion import build_encoder
@@ -202,16 +203,12 @@ class CrossViT(nn.Module):
 
     @torch.no_grad()
     def predict(self, images, topk: int = 5, batch_size: int = 32):
-        """Top-k predictions for PIL images / paths with the model's own preprocessing (see crossvit.inference)."""
-        from .inference import predict
-
-        return predict(self, images, topk=topk, batch_size=batch_size)
+        """Top-k predictions for PIL images / paths with the model's own preprocessing (see crossvit.prediction)."""
+        return prediction.predict(self, images, topk=topk, batch_size=batch_size)
 
     def to_inference(self, precision: str = "bf16", compile: bool = False, **kwargs) -> nn.Module:
         """Fast inference form (bf16 weights, torch.compile, OpenVINO): see :func:`crossvit.fast.to_inference`."""
-        from .fast import to_inference
-
-        return to_inference(self, precision, compile=compile, **kwargs)
+        return fast.to_inference(self, precision, compile=compile, **kwargs)
 
     def extra_repr(self) -> str:
         c = self.cfg
