@@ -9,16 +9,14 @@ import torch
 from PIL import Image
 
 import crossvit
+from conftest import TINY_ARGS
 from crossvit.cli import main as cli
 from crossvit.layers import CrossAttention
 from crossvit.tools.attention import CrossMap, cross_attention_maps, rollout
 
 
 def tiny(**kw) -> crossvit.CrossViT:
-    cfg = crossvit.CrossViTConfig(
-        img_size=(48, 48), img_scale=(1.0, 32 / 48), patch_size=(12, 16), embed_dim=(24, 48), num_heads=(2, 4),
-        mlp_ratio=(2.0, 2.0), num_encoders=2, large_depth=2, num_classes=3,
-    ).replace(**kw)  # fmt: skip
+    cfg = crossvit.CrossViTConfig(**{**TINY_ARGS, "num_heads": (2, 4), "num_classes": 3}).replace(**kw)
     torch.manual_seed(0)
     m = crossvit.CrossViT(cfg).eval()
     with torch.no_grad():  # sharper than the 0.02-std init, so maps are not flat

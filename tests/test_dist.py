@@ -7,25 +7,18 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 
+from conftest import TINY_TRAIN_ARGS
 from crossvit.data.synthetic import make_image_folder
 from crossvit.train.checkpoint import load_checkpoint
 
-TINY = {
-    "img_size": [16, 16],
-    "img_scale": [1.0, 1.0],
-    "patch_size": [4, 8],
-    "embed_dim": [16, 32],
-    "num_heads": [2, 2],
-    "mlp_ratio": [1.0, 1.0],
-    "num_encoders": 1,
-    "small_depth": 1,
-    "large_depth": 1,
-}
+TINY = TINY_TRAIN_ARGS
 
 
+@pytest.mark.slow
 def test_two_process_gloo_training_keeps_ranks_identical(tmp_path):
     data = make_image_folder(tmp_path / "data", classes=3, per_class=8, size=16, val_per_class=3)
     recipe = tmp_path / "tiny.yaml"

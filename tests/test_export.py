@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import crossvit
+from conftest import TINY_ARGS
 from crossvit.cli import main as cli
 from crossvit.tools.export import (
     Runner,
@@ -26,10 +27,7 @@ onnx = pytest.importorskip("onnx")
 
 
 def tiny(**kw) -> crossvit.CrossViT:
-    cfg = crossvit.CrossViTConfig(
-        img_size=(48, 48), img_scale=(1.0, 32 / 48), patch_size=(12, 16), embed_dim=(24, 48), num_heads=(2, 2),
-        mlp_ratio=(2.0, 2.0), num_encoders=2, large_depth=2, num_classes=5,
-    ).replace(**kw)  # fmt: skip
+    cfg = crossvit.CrossViTConfig(**TINY_ARGS, num_classes=5).replace(**kw)
     torch.manual_seed(0)
     m = crossvit.CrossViT(cfg).eval()
     m.label_names = list("abcde")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import crossvit
+from conftest import NATIVE_BF16
 from crossvit.fast import InferenceModel, pick_attention, prepare_training, to_inference
 from crossvit.tools import benchmark
 
@@ -53,7 +54,7 @@ def test_fp32_inference_matches_plain_model(tiny: nn.Module) -> None:
 
 
 def test_bf16_inference_is_close_and_returns_fp32(tiny: nn.Module) -> None:
-    x = _images(16)
+    x = _images(16 if NATIVE_BF16 else 4)
     with torch.no_grad():
         want = tiny(x)
     got = to_inference(copy.deepcopy(tiny), "bf16")(x)
@@ -99,6 +100,7 @@ def test_prepare_training_keeps_gradients(tiny: nn.Module) -> None:
     assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_compiled_inference_matches_eager(tiny: nn.Module, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # no stale / shared compile cache
     x = _images(2)
@@ -119,6 +121,7 @@ def test_benchmark_timm_twin_has_identical_logits() -> None:
         assert (ours.eval()(x) - ref.eval()(x)).abs().max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_benchmark_cli_writes_table_and_json(tmp_path, capsys) -> None:
     from crossvit.cli import main
 
@@ -128,7 +131,7 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys) -> None:
         "--model",
         "cifar",
         "--batch-sizes",
-        "2",
+        "2" if NATIVE_BF16 else "1",
         "--precision",
         "fp32,bf16",
         "--peers",
@@ -145,6 +148,15 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys) -> None:
     for r in data["rows"]:
         assert len(r["samples_ms"]) == 2 and r["img_s"] > 0 and r["best_ours_over_this"] > 0
     assert data["gemm_peak_gflops"]["bf16"] > 0 and data["flops_per_image"] > 0
+    assert set(data["gemm_n"]) == {"bf16", "fp32"} and all(256 <= n <= 2048 for n in data["gemm_n"].values())
+
+
+def test_gemm_peak_is_sized_to_the_cpu(monkeypatch) -> None:
+    # n ~ cube root of (0.2 s x rate / 2), in steps of 256: no bf16 units (1.3 GFLOP/s) -> 256; 39 GFLOP/s -> 1536.
+    for gflops, n in ((1.3, 256), (39.0, 1536), (2000.0, 2048)):
+        monkeypatch.setattr(benchmark, "gemm_gflops", lambda dtype, device, size, g=gflops: g)
+        assert benchmark.gemm_size(torch.bfloat16, torch.device("cpu")) == n
+    assert benchmark.gemm_size(torch.bfloat16, torch.device("cuda")) == 8192
 
 
 def test_benchmark_train_mode_runs(tmp_path) -> None:
@@ -211,6 +223,7 @@ def _mapped(address: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc/self/maps")
 def test_openvino_leaves_the_alternate_signal_stack_usable(tiny: nn.Module) -> None:
     """Two OpenVINO models freed in creation order left the thread on an unmapped signal stack (SIGSEGV on the

@@ -11,12 +11,10 @@ import torch
 from PIL import Image
 
 import crossvit
+from conftest import TINY_ARGS
 from crossvit import CheckpointError
 
-TINY = dict(
-    img_size=(48, 48), img_scale=(1.0, 32 / 48), patch_size=(12, 16), embed_dim=(24, 48), num_heads=(2, 2),
-    mlp_ratio=(2.0, 2.0), num_encoders=2, large_depth=2, num_classes=3,
-)  # fmt: skip
+TINY = {**TINY_ARGS, "num_classes": 3}
 LABELS = ["cat", "astronaut", "coffee"]
 
 

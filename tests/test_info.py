@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from crossvit.cli import main
 from crossvit.paper import PAPER
 
@@ -12,6 +14,7 @@ from crossvit.paper import PAPER
 ROUNDING_ONLY = {"crossvit_9_240", "crossvit_tiny_240"}
 
 
+@pytest.mark.slow
 def test_info_matches_paper_tables(tmp_path, capsys) -> None:
     out = tmp_path / "info.json"
     assert main(["info", "--json", str(out)]) == 0

@@ -13,6 +13,21 @@ from crossvit.layers.block import Block
 ALL = crossvit.list_models()
 
 
+def _families() -> list[str]:
+    """The smallest model of each family: models that differ only in width, depth, K or L share one geometry
+    (input size, branch scales, patch sizes, patch embedding) and one fusion, so one of them runs at native size."""
+    fam: dict[tuple, tuple[int, str]] = {}
+    for name in ALL:
+        c = crossvit.get_entry(name).cfg
+        key = (c.img_size, c.img_scale, c.patch_size, c.multi_conv, c.fusion, c.cls_token, c.single_branch)
+        size = sum(c.embed_dim) * (c.small_depth + c.large_depth) * c.num_encoders
+        fam[key] = min(fam.get(key, (size, name)), (size, name))
+    return sorted(name for _, name in fam.values())
+
+
+FAMILIES = _families()
+
+
 def _small(cfg: CrossViTConfig) -> CrossViTConfig:
     """The same architecture at the smallest input that gives every branch a grid of at least 3x3."""
     for s in range(24, 1024, 4):
@@ -38,7 +53,14 @@ def test_registry_is_complete() -> None:
     assert crossvit.list_models("crossvit_18*") == sorted(n for n in ALL if n.startswith("crossvit_18"))
 
 
-@pytest.mark.parametrize("name", ALL)
+def test_families_cover_every_geometry() -> None:
+    assert len(FAMILIES) < len(ALL) and {"crossvit_tiny_240", "crossvit_18_dagger_516"} <= set(FAMILIES)
+    assert "crossvit_base_240" not in FAMILIES  # same geometry as crossvit_tiny_240, only wider
+    geometry = lambda n: (lambda c: (c.img_size, c.img_scale, c.patch_size, c.multi_conv))(crossvit.get_entry(n).cfg)
+    assert {geometry(n) for n in ALL} == {geometry(n) for n in FAMILIES}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
 def test_native_size_forward(name: str) -> None:
     model = crossvit.create_model(name).eval()
     with torch.no_grad():
@@ -134,6 +156,7 @@ def test_grad_checkpointing_really_recomputes_and_matches(tiny_cfg) -> None:
         assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-5), n
 
 
+@pytest.mark.slow
 def test_compile_smoke(tiny_cfg) -> None:
     model = CrossViT(tiny_cfg).eval()
     x = torch.randn(2, 3, *tiny_cfg.img_size)
@@ -204,3 +227,20 @@ def test_cli_unknown_model_suggests(capsys) -> None:
     assert main(["info", "crossvit_15_dagger_48"]) == 2
     err = capsys.readouterr().err
     assert "unknown model" in err and "crossvit_15_dagger_408" in err
+
+
+def test_fusion_names_come_from_one_list(tiny_cfg) -> None:
+    """The config's type, the scheme classes and the registered ablations all derive from config.FUSIONS."""
+    from typing import get_args
+
+    from crossvit.config import FUSIONS, FusionKind
+    from crossvit.fusion import ENCODERS
+    from crossvit.registry import ABLATION_FUSIONS, fusion_tag
+
+    assert FUSIONS == get_args(FusionKind) == tuple(ENCODERS) and "cross_attn" not in ABLATION_FUSIONS
+    names = set(crossvit.list_models())
+    assert {f"crossvit_cifar_fuse_{fusion_tag(f)}_36" for f in ABLATION_FUSIONS} <= names
+    for f in FUSIONS:  # each scheme is one encoder class and owns only the modules it uses
+        enc = CrossViT(tiny_cfg.replace(fusion=f)).blocks[0]
+        assert type(enc) is ENCODERS[f]
+        assert hasattr(enc, "fusion") == (f in ("cross_attn", "all_attn")) and hasattr(enc, "projs") == (f != "none")

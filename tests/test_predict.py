@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import crossvit
+from conftest import TINY_ARGS
 from crossvit.cli import main as cli
 from crossvit.inference import Prediction, load_model, predict
 from crossvit.tools.images import ImageReadError, expand_paths, load_image
@@ -21,10 +22,7 @@ LABELS = ["cat", "astronaut", "coffee"]
 
 
 def tiny(**kw) -> crossvit.CrossViT:
-    cfg = crossvit.CrossViTConfig(
-        img_size=(48, 48), img_scale=(1.0, 32 / 48), patch_size=(12, 16), embed_dim=(24, 48), num_heads=(2, 2),
-        mlp_ratio=(2.0, 2.0), num_encoders=2, large_depth=2, num_classes=3,
-    ).replace(**kw)  # fmt: skip
+    cfg = crossvit.CrossViTConfig(**TINY_ARGS, num_classes=3).replace(**kw)
     torch.manual_seed(0)
     m = crossvit.CrossViT(cfg).eval()
     with torch.no_grad():  # a head with some spread so the top-k order is not a near tie
@@ -214,7 +212,7 @@ def _probs_by_label(rows: list[dict]) -> list[dict[str, float]]:
     return [{t["label"]: t["prob"] for t in r["topk"]} for r in rows if r["error"] is None]
 
 
-@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+@pytest.mark.parametrize("runtime", ["torch", pytest.param("openvino", marks=pytest.mark.slow)])
 def test_fast_paths_answer_like_the_plain_model(release, photos, capsys, runtime) -> None:
     if runtime == "openvino":
         pytest.importorskip("openvino")

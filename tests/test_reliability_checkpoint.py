@@ -123,6 +123,7 @@ def temp_files(run: Path) -> list[Path]:
     return sorted(run.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_last(tmp_path):
     rng = random.Random(0)
     d = Driver(tmp_path, mib=4)
@@ -166,6 +167,7 @@ KILL_POINTS = [  # the system calls of one save, in order
 ]
 
 
+@pytest.mark.slow
 def test_sigkill_at_every_step_of_a_save(tmp_path):
     """SIGKILL at each system call of save_checkpoint: last.pth is the old or the new epoch, never unusable."""
     d = Driver(tmp_path, mib=1)

@@ -56,6 +56,7 @@ def wait_exit(p: subprocess.Popen, limit: float) -> tuple[int | None, float, str
     return p.returncode, time.monotonic() - t0, out
 
 
+@pytest.mark.slow
 def test_killed_rank_ends_the_other_with_an_error_and_nothing_is_lost(tmp_path):
     timeout = 15.0
     data = make_image_folder(tmp_path / "data", per_class=8)
@@ -116,6 +117,7 @@ STALL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_stalled_rank_times_out_within_the_bound(tmp_path):
     """SIGSTOP keeps rank 1's sockets open, so only the process-group timeout can end rank 0's wait."""
     timeout = 4.0
@@ -158,6 +160,7 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc to find the worker processes")
+@pytest.mark.slow
 def test_killed_dataloader_worker_stops_the_run_without_loss(tmp_path):
     data = make_image_folder(tmp_path / "data", per_class=16)
     recipe = tmp_path / "r.yaml"

@@ -12,22 +12,13 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import crossvit
+from conftest import TINY_TRAIN_ARGS
 from crossvit.data.synthetic import make_image_folder
 from crossvit.train import TrainConfig, finetune_config, train, validate
 from crossvit.train.checkpoint import load_checkpoint
 from crossvit.train.model_setup import build_model
 
-TINY = {
-    "img_size": [16, 16],
-    "img_scale": [1.0, 1.0],
-    "patch_size": [4, 8],
-    "embed_dim": [16, 32],
-    "num_heads": [2, 2],
-    "mlp_ratio": [1.0, 1.0],
-    "num_encoders": 1,
-    "small_depth": 1,
-    "large_depth": 1,
-}
+TINY = TINY_TRAIN_ARGS
 
 
 def tiny(data, out, **kw) -> TrainConfig:

@@ -117,3 +117,14 @@ def test_recipes_in_configs_load_and_validate():
         resolve(parse(["-c", str(path)])).validate()
     digits = load_yaml(Path(__file__).parents[1] / "configs" / "digits_32.yaml")
     assert digits == {k: v for k, v in DIGITS_RECIPE.items() if k != "data"}  # the demo runs this file's recipe
+
+
+def test_demo_sample_is_one_seeded_image_per_class() -> None:
+    from crossvit.train.demo import one_per_class
+
+    targets = [3, 0, 1, 0, 3, 2, 1, 1, 0, 2] * 5
+    picks = one_per_class(targets, seed=0)
+    assert [targets[i] for i in picks] == [0, 1, 2, 3]  # every class once, in class order
+    assert picks == one_per_class(targets, seed=0)  # the seed fixes the sample
+    draws = {tuple(one_per_class(targets, seed=s)) for s in range(8)}
+    assert len(draws) > 1  # and another seed draws other images of the same classes

@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+# The one list of fusion schemes (Table 6). The tuple, the fusion modules and the registry's variants derive from it.
 FusionKind = Literal["cross_attn", "none", "all_attn", "cls_token", "pairwise"]
-FUSIONS: tuple[str, ...] = ("cross_attn", "none", "all_attn", "cls_token", "pairwise")
+FUSIONS: tuple[str, ...] = get_args(FusionKind)
 
 
 def _pair(v: Any) -> tuple:
@@ -165,8 +166,13 @@ class CrossViTConfig:
         return 1 if self.cls_token else 0
 
     @property
+    def branches(self) -> tuple[int, ...]:
+        """Indices of the branches the model runs: both, or the L branch alone for the single-branch baseline."""
+        return (1,) if self.single_branch else (0, 1)
+
+    @property
     def num_features(self) -> int:
-        return sum(self.embed_dim)
+        return sum(self.embed_dim[b] for b in self.branches)
 
     @property
     def fusion_dim(self) -> int:

@@ -15,39 +15,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
+from . import fast, prediction
 from .config import CrossViTConfig
-from .fusion import FUSE, build_fusion
-from .layers import Block, ConvStem, PatchEmbed, norm_layer
+from .encoder import Tokens
+from .fusion import build_encoder
+from .layers import ConvStem, PatchEmbed, norm_layer
 from .weights import resize_pos_embed
-
-Tokens = list[Tensor]
-
-
-def branch_blocks(cfg: CrossViTConfig, b: int, depth: int, drop_path: list[float]) -> nn.Sequential:
-    """``depth`` transformer blocks of branch ``b`` (0 = S, 1 = L), block i with drop-path rate ``drop_path[i]``."""
-    return nn.Sequential(
-        *[
-            Block(
-                cfg.embed_dim[b],
-                cfg.num_heads[b],
-                cfg.mlp_ratio[b],
-                cfg.qkv_bias,
-                cfg.proj_drop_rate,
-                cfg.attn_drop_rate,
-                drop_path[i],
-            )
-            for i in range(depth)
-        ]
-    )
-
-
-def run_blocks(blocks: nn.Sequential, x: Tensor, grad_checkpointing: bool) -> Tensor:
-    """The blocks in order; with ``grad_checkpointing`` (and autograd on) each recomputes its activations."""
-    for blk in blocks:
-        x = checkpoint(blk, x, use_reentrant=False) if grad_checkpointing and torch.is_grad_enabled() else blk(x)
-    return x
 
 
 def conv_stem(cfg: CrossViTConfig) -> tuple[ConvStem | None, int]:
@@ -58,24 +32,12 @@ def conv_stem(cfg: CrossViTConfig) -> tuple[ConvStem | None, int]:
     return stem, stem.out_chans
 
 
-class MultiScaleEncoder(nn.Module):
-    """One of the K multi-scale transformer encoders: N + M blocks, then a fusion of the two branches."""
-
-    def __init__(self, cfg: CrossViTConfig, drop_path: list[float]) -> None:
-        super().__init__()
-        self.cfg = cfg
-        depths = (cfg.small_depth, cfg.large_depth)
-        self.blocks = nn.ModuleList(branch_blocks(cfg, b, depths[b], drop_path) for b in range(2))
-        self.projs, self.fusion, self.revert_projs = build_fusion(cfg, drop_path[-1])
-        self.grad_checkpointing = False
-
-    def forward(self, xs: Tokens) -> Tokens:
-        outs = [run_blocks(branch, x, self.grad_checkpointing) for x, branch in zip(xs, self.blocks)]
-        return FUSE[self.cfg.fusion](self, outs, self.cfg)
-
-
 class CrossViT(nn.Module):
-    """CrossViT built from one :class:`CrossViTConfig`. State-dict keys follow the released (IBM) layout."""
+    """CrossViT built from one :class:`CrossViTConfig`. State-dict keys follow the released (IBM) layout.
+
+    With ``cfg.single_branch`` it is the baseline of Table 2, the L branch alone: every per-branch list holds that
+    one branch (``patch_embed.0``, ``pos_embed.0``, ``blocks.k.blocks.0``, ``head.0``), so every tool takes it as is.
+    """
 
     def __init__(self, cfg: CrossViTConfig) -> None:
         super().__init__()
@@ -83,19 +45,20 @@ class CrossViT(nn.Module):
         self.num_classes = cfg.num_classes
         self.num_features = cfg.num_features
         self.global_pool = cfg.global_pool if cfg.cls_token else "avg"
-        npre = cfg.num_prefix_tokens
+        npre, dims = cfg.num_prefix_tokens, [cfg.embed_dim[b] for b in cfg.branches]
         self.stem, embed_in = conv_stem(cfg)
         self.patch_embed = nn.ModuleList(
-            PatchEmbed(p // cfg.stem_stride, embed_in, d, cfg.multi_conv) for p, d in zip(cfg.patch_size, cfg.embed_dim)
+            PatchEmbed(cfg.patch_size[b] // cfg.stem_stride, embed_in, cfg.embed_dim[b], cfg.multi_conv)
+            for b in cfg.branches
         )
         if cfg.cls_token:
-            self.cls_token = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, d)) for d in cfg.embed_dim)
+            self.cls_token = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, d)) for d in dims)
         self.pos_embed = nn.ParameterList(
-            nn.Parameter(torch.zeros(1, npre + n, d)) for n, d in zip(cfg.num_patches, cfg.embed_dim)
+            nn.Parameter(torch.zeros(1, npre + cfg.num_patches[b], cfg.embed_dim[b])) for b in cfg.branches
         )
         self.pos_drop = nn.Dropout(cfg.pos_drop_rate)
-        self.blocks = nn.ModuleList(MultiScaleEncoder(cfg, dpr) for dpr in cfg.drop_path_rates())
-        self.norm = nn.ModuleList(norm_layer(d) for d in cfg.embed_dim)
+        self.blocks = nn.ModuleList(build_encoder(cfg, dpr) for dpr in cfg.drop_path_rates())
+        self.norm = nn.ModuleList(norm_layer(d) for d in dims)
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = self._make_heads(cfg.num_classes)
         self.reset_parameters()
@@ -103,7 +66,8 @@ class CrossViT(nn.Module):
     # --- init ------------------------------------------------------------------------------------------------
     def _make_heads(self, num_classes: int) -> nn.ModuleList:
         return nn.ModuleList(
-            nn.Linear(d, num_classes) if num_classes > 0 else nn.Identity() for d in self.cfg.embed_dim
+            nn.Linear(self.cfg.embed_dim[b], num_classes) if num_classes > 0 else nn.Identity()
+            for b in self.cfg.branches
         )
 
     def reset_parameters(self) -> None:
@@ -115,9 +79,10 @@ class CrossViT(nn.Module):
     # --- timm-style contract ---------------------------------------------------------------------------------
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        names = {f"pos_embed.{i}" for i in range(2)}
+        n = len(self.cfg.branches)
+        names = {f"pos_embed.{i}" for i in range(n)}
         if self.cfg.cls_token:
-            names |= {f"cls_token.{i}" for i in range(2)}
+            names |= {f"cls_token.{i}" for i in range(n)}
         return names
 
     @torch.jit.ignore
@@ -171,7 +136,7 @@ class CrossViT(nn.Module):
     @property
     def branch_grids(self) -> list[tuple[int, int]]:
         """Patch grid (h, w) of each branch this model runs."""
-        return list(self.cfg.grid_size)
+        return [self.cfg.grid_size[b] for b in self.cfg.branches]
 
     def _branch_sizes(self, x: Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
         """Input size of each branch for the batch ``x``: the configured ones unless the model is dynamic-size."""
@@ -183,14 +148,15 @@ class CrossViT(nn.Module):
         if not self.cfg.dynamic_img_size:
             return self.branch_grids
         sizes = self._branch_sizes(x)
-        idx = range(2) if len(self.patch_embed) == 2 else [1]  # the single-branch model runs branch 1 only
-        return [(sizes[b][0] // pe.patch, sizes[b][1] // pe.patch) for b, pe in zip(idx, self.patch_embed)]
+        stride = [pe.patch * self.cfg.stem_stride for pe in self.patch_embed]  # image pixels per token
+        return [(sizes[b][0] // s, sizes[b][1] // s) for b, s in zip(self.cfg.branches, stride)]
 
     def _embed(self, x: Tensor) -> Tokens:
         if self.stem is not None:
             x = self.stem(x)  # (B, C, H, W) -> (B, C_stem, H / s, W / s), shared by both branches
             return [self._embed_branch(x, i, tuple(x.shape[-2:])) for i in range(len(self.patch_embed))]
-        return [self._embed_branch(x, i, size) for i, size in enumerate(self._branch_sizes(x))]
+        sizes = self._branch_sizes(x)
+        return [self._embed_branch(x, i, sizes[b]) for i, b in enumerate(self.cfg.branches)]
 
     def _embed_branch(self, x: Tensor, i: int, size: tuple[int, int]) -> Tensor:
         """Image -> tokens of branch ``i`` fed at ``size``: (B, C, H, W) -> (B, prefix + N_i, D_i)."""
@@ -270,19 +236,18 @@ class CrossViT(nn.Module):
 
     @torch.no_grad()
     def predict(self, images, topk: int = 5, batch_size: int = 32):
-        """Top-k predictions for PIL images / paths with the model's own preprocessing (see crossvit.inference)."""
-        from .inference import predict
-
-        return predict(self, images, topk=topk, batch_size=batch_size)
+        """Top-k predictions for PIL images / paths with the model's own preprocessing (see crossvit.prediction)."""
+        return prediction.predict(self, images, topk=topk, batch_size=batch_size)
 
     def to_inference(self, precision: str = "bf16", compile: bool = False, **kwargs) -> nn.Module:
         """Fast inference form (bf16 weights, torch.compile, OpenVINO): see :func:`crossvit.fast.to_inference`."""
-        from .fast import to_inference
-
-        return to_inference(self, precision, compile=compile, **kwargs)
+        return fast.to_inference(self, precision, compile=compile, **kwargs)
 
     def extra_repr(self) -> str:
         c = self.cfg
+        if c.single_branch:
+            depth = c.num_encoders * c.large_depth
+            return f"single branch: img_size={c.img_size}, patch={c.patch_size[1]}, dim={c.embed_dim[1]}, depth={depth}"
         return (
             f"img_size={c.img_size}, branches={c.branch_img_size}, patch={c.patch_size}, dim={c.embed_dim}, "
             f"K={c.num_encoders}, N={c.small_depth}, M={c.large_depth}, L={c.cross_depth}, fusion={c.fusion}"

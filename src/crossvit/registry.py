@@ -10,7 +10,7 @@ import difflib
 import fnmatch
 from dataclasses import dataclass, field
 
-from .config import CrossViTConfig
+from .config import FUSIONS, CrossViTConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -142,11 +142,20 @@ register(
     )
 )
 
+# Table 6's ablations: every scheme but the released one (the config's default) gets a registered variant.
+ABLATION_FUSIONS: tuple[str, ...] = tuple(f for f in FUSIONS if f != CrossViTConfig.fusion)
+
+
+def fusion_tag(fusion: str) -> str:
+    """How a fusion scheme is spelled inside a model name: ``all_attn`` -> ``allattn``."""
+    return fusion.replace("_", "")
+
+
 _S = _SIZES["small"]
-for fusion, tag in (("none", "none"), ("all_attn", "allattn"), ("cls_token", "clstoken"), ("pairwise", "pairwise")):
+for fusion in ABLATION_FUSIONS:
     register(
         ModelEntry(
-            f"crossvit_small_fuse_{tag}_240",
+            f"crossvit_small_fuse_{fusion_tag(fusion)}_240",
             _arch(*_S, fusion=fusion),
             f"CrossViT-S with {fusion.replace('_', '-')} fusion (Table 6)",
         )
@@ -216,10 +225,10 @@ _CIFAR = CrossViTConfig(
     num_classes=10,
 )
 register(ModelEntry("crossvit_cifar_36", _CIFAR, "CIFAR-size CrossViT, cross-attention fusion", data=CIFAR_DATA))
-for fusion, tag in (("none", "none"), ("all_attn", "allattn"), ("cls_token", "clstoken"), ("pairwise", "pairwise")):
+for fusion in ABLATION_FUSIONS:
     register(
         ModelEntry(
-            f"crossvit_cifar_fuse_{tag}_36",
+            f"crossvit_cifar_fuse_{fusion_tag(fusion)}_36",
             _CIFAR.replace(fusion=fusion),
             f"CIFAR-size CrossViT with {fusion.replace('_', '-')} fusion (Table 6 at 32 px)",
             data=CIFAR_DATA,

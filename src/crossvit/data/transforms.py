@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from timm.data import create_transform
-
 from ..registry import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -18,6 +16,8 @@ def norm_stats(cfg: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def train_transform(cfg: Any, img_size: int):
+    from timm.data import create_transform  # on first use: importing timm loads all of its models (~1 s)
+
     mean, std = norm_stats(cfg)
     return create_transform(
         input_size=img_size,
@@ -36,6 +36,8 @@ def train_transform(cfg: Any, img_size: int):
 
 
 def eval_transform(cfg: Any, img_size: int, crop_pct: float | None = None):
+    from timm.data import create_transform  # on first use: importing timm loads all of its models (~1 s)
+
     mean, std = norm_stats(cfg)
     return create_transform(
         input_size=img_size,

@@ -24,7 +24,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, impl: str, drop: float, keep_map: bo
 
 class Attention(nn.Module):
     def __init__(
-        self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
+        self, dim: int, num_heads: int, *, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -50,7 +50,7 @@ class CrossAttention(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
+        self, dim: int, num_heads: int, *, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
     ) -> None:
         super().__init__()
         self.num_heads = num_heads

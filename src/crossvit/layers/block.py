@@ -22,14 +22,15 @@ class _PreNormAttention(nn.Module):
         self,
         dim: int,
         num_heads: int,
+        *,
         qkv_bias: bool = True,
-        proj_drop: float = 0.0,
         attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
         drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
-        self.attn = self.attn_cls(dim, num_heads, qkv_bias, attn_drop, proj_drop)
+        self.attn = self.attn_cls(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
         self.drop_path = DropPath(drop_path)
 
 
@@ -40,15 +41,18 @@ class Block(_PreNormAttention):
         self,
         dim: int,
         num_heads: int,
-        mlp_ratio: float,
+        mlp_ratio: float = 4.0,
+        *,
         qkv_bias: bool = True,
-        proj_drop: float = 0.0,
         attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
         drop_path: float = 0.0,
     ) -> None:
-        super().__init__(dim, num_heads, qkv_bias, proj_drop, attn_drop, drop_path)
+        super().__init__(
+            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop, drop_path=drop_path
+        )
         self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), proj_drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
         self.drop_path2 = DropPath(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:

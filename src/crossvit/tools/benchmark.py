@@ -168,6 +168,21 @@ def gemm_gflops(dtype: torch.dtype, device: torch.device, n: int) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def gemm_size(dtype: torch.dtype, device: torch.device, target_s: float = 0.2) -> int:
+    """The n of the peak GEMM, sized to this machine: one product takes about ``target_s`` (n in 256..2048 on CPU).
+
+    A fixed 2048^3 bf16 product takes 0.02 s with AMX but 13 s on a CPU without native bf16 (about 1.3 GFLOP/s),
+    and it runs 4 times per rep. A 256^3 probe gives the rate; small n is still a peak there, since such a slow
+    path is far from memory-bound.
+    """
+    if device.type == "cuda":
+        return 8192
+    probe = 256
+    rate = gemm_gflops(dtype, device, probe) * 1e9  # FLOP/s
+    n = int((target_s * rate / 2) ** (1 / 3)) // probe * probe
+    return max(probe, min(2048, n))
+
+
 # --- cases -----------------------------------------------------------------------------------------------------
 @dataclass
 class Case:
@@ -462,7 +477,10 @@ def train_cases(
 
 
 # --- running ---------------------------------------------------------------------------------------------------
-def run_cases(cases: list[Case], reps: int, min_time: float, device: torch.device, peaks: dict) -> None:
+def run_cases(
+    cases: list[Case], reps: int, min_time: float, device: torch.device, peaks: dict, gemm_sizes: dict
+) -> None:
+    """Time every case ``reps`` times in rotation; the GEMM peaks go to ``peaks``, their n to ``gemm_sizes``."""
     for c in cases:
         log.info("setup %-28s batch %-4d ...", c.label, c.batch)
         try:
@@ -481,10 +499,12 @@ def run_cases(cases: list[Case], reps: int, min_time: float, device: torch.devic
             c.fn = None
             log.warning("  %s failed: %s", c.label, c.error)
     live = [c for c in cases if c.fn is not None]
-    gemm_n = 8192 if device.type == "cuda" else 2048
+    dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    sizes = {name: gemm_size(dtype, device) for name, dtype in dtypes.items()}
+    gemm_sizes.update(sizes)
     for r in range(reps):
-        for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-            peaks.setdefault(name, []).append(gemm_gflops(dtype, device, gemm_n))
+        for name, dtype in dtypes.items():
+            peaks.setdefault(name, []).append(gemm_gflops(dtype, device, sizes[name]))
         order = live[r % len(live) :] + live[: r % len(live)] if live else []
         for c in order:
             _sync(device)
@@ -580,7 +600,8 @@ def main(args: argparse.Namespace) -> int:
         cases, more = inference_cases(ours, ref, peers, batches, precisions, args.compile, device, threads, runtimes)
         notes += more
     peaks: dict[str, list[float]] = {}
-    run_cases(cases, args.reps, args.min_time, device, peaks)
+    gemm_sizes: dict[str, int] = {}
+    run_cases(cases, args.reps, args.min_time, device, peaks, gemm_sizes)
     rows, lines = summarize(cases, peaks, flops_img, args.train)
     info["loadavg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     title = f"crossvit benchmark: {args.model} {'training step' if args.train else 'inference'} on {device.type}"
@@ -594,7 +615,8 @@ def main(args: argparse.Namespace) -> int:
         out = dict(
             model=args.model, mode="train" if args.train else "inference", device=device.type, machine=info,
             args={k: str(v) for k, v in vars(args).items()}, flops_per_image=flops_img,
-            gemm_peak_gflops={k: max(v) for k, v in peaks.items()}, gemm_samples=peaks, rows=rows, notes=notes,
+            gemm_peak_gflops={k: max(v) for k, v in peaks.items()}, gemm_samples=peaks, gemm_n=gemm_sizes, rows=rows,
+            notes=notes,
         )  # fmt: skip
         args.json.write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from ..registry import ABLATION_FUSIONS, fusion_tag
+
 # our CIFAR models -> the paper's ImageNet model of the same design (Tables 2 and 6)
 PAPER_TWIN = {
     "crossvit_cifar_36": "crossvit_small_240",
@@ -445,8 +447,8 @@ def next_steps(
 def _fusion(model: str) -> str:
     if model == CROSS:
         return "cross_attn"
-    for tag, name in (("none", "none"), ("allattn", "all_attn"), ("clstoken", "cls_token"), ("pairwise", "pairwise")):
-        if f"_fuse_{tag}_" in model:
+    for name in ABLATION_FUSIONS:
+        if f"_fuse_{fusion_tag(name)}_" in model:
             return name
     return "—"
 

@@ -1,0 +1,89 @@
+"""The package imports only downward: the graph of its internal imports has no cycle.
+
+Function-level imports count too: one that closes a cycle would only hide it until the function runs.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted((SRC / "crossvit").rglob("*.py"))}
+
+
+def import_edges() -> dict[str, set[tuple[str, bool]]]:
+    """module -> {(imported internal module, imported inside a function)} for every ``import`` in ``src/``."""
+    mods = _modules()
+    edges: dict[str, set[tuple[str, bool]]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        is_pkg = path.name == "__init__.py"
+        tree = ast.parse(path.read_text(), str(path))
+        nested = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  for n in ast.walk(f) if n is not f}
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                    pkg = pkg[: len(pkg) - (node.level - 1)]
+                    base = ".".join(pkg + ([base] if base else []))
+                # ``from .pkg import mod`` imports the submodule when there is one, else a name of the package
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for t in targets:
+                if t in mods and t != mod:
+                    edges[mod].add((t, id(node) in nested))
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the directed graph as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(edges.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n) :] + [n]
+            if n not in state and (c := visit(n)):
+                return c
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(edges):
+        if m not in state and (c := visit(m)):
+            return c
+    return None
+
+
+def test_cycle_finder_finds_a_planted_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "d": {"a", "c"}}) is None
+
+
+def test_edges_see_relative_and_function_level_imports() -> None:
+    edges = import_edges()
+    assert ("crossvit.config", False) in edges["crossvit.model"]  # ``from .config import ...`` at the top
+    assert ("crossvit.layers.attention", False) in edges["crossvit.layers.block"]  # ``from .attention import``
+    assert any(inner for deps in edges.values() for _, inner in deps)  # lazy imports exist and are seen
+
+
+def test_internal_imports_have_no_cycle() -> None:
+    edges = import_edges()
+    graph = {m: {t for t, _ in deps} for m, deps in edges.items()}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
