@@ -51,13 +51,16 @@ def create_model(
         cfg, pcfg = get_entry(name).cfg, get_pretrained_cfg(name)
     cfg = cfg.with_overrides(num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate, **overrides)
     model = build_model(cfg)
+    released = None
     if pretrained and checkpoint is None:
         if pcfg is None:
             raise ValueError(f"no released weights for {name}; pass checkpoint=PATH to load your own")
         checkpoint = download_pretrained(pcfg.hf_hub_id, pcfg.url)
+        released = pcfg
     if checkpoint is not None:
         load_into(model, read_state_dict(checkpoint, use_ema=use_ema), source=str(checkpoint))
     model.pretrained_cfg = pcfg
+    model.released_weights = released  # what a model card says of these weights (ImageNet-1k, timm's top-1)
     if features_only:
         return CrossViTFeatures(model, out_indices)
     if out_indices is not None:

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from ..hub import write_card
+
 # our CIFAR models -> the paper's ImageNet model of the same design (Tables 2 and 6)
 PAPER_TWIN = {
     "crossvit_cifar_36": "crossvit_small_240",
@@ -303,6 +305,7 @@ def release(run: Run, dest: Path) -> Path:
     for p in src.iterdir():
         if p.is_file():
             shutil.copy2(p, dest / p.name)
+    write_card(dest)  # the copied card's snippet loaded the run's release dir: point it at the copy
     return dest
 
 
