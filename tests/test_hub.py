@@ -32,7 +32,7 @@ def test_round_trip_same_logits_and_labels(tmp_path) -> None:
     model = tiny()
     model.pretrained_cfg = {"crop_pct": 0.9, "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.25] * 3}
     d = crossvit.save_pretrained(model, tmp_path / "rel", label_names=LABELS)
-    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in d.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     back = crossvit.from_pretrained(d)
     x = torch.randn(2, 3, 48, 48)
     assert torch.equal(logits(back, x), logits(model, x))

@@ -2,8 +2,10 @@
 
 from .config import CrossViTConfig
 from .factory import create_model
-from .hub import data_config, eval_transform, from_pretrained, save_pretrained
+from .features import CrossViTFeatures
+from .hub import data_config, eval_transform, from_pretrained, save_pretrained, write_card
 from .model import CrossViT
+from .push import push_to_hub
 from .registry import PretrainedCfg, get_entry, list_models
 from .weights import CheckpointError, read_state_dict, resize_pos_embed, to_timm_state_dict
 
@@ -13,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "CrossViT",
     "CrossViTConfig",
+    "CrossViTFeatures",
     "PretrainedCfg",
     "create_model",
     "data_config",
@@ -22,7 +25,9 @@ __all__ = [
     "list_models",
     "read_state_dict",
     "resize_pos_embed",
+    "push_to_hub",
     "save_pretrained",
+    "write_card",
     "to_timm_state_dict",
     "__version__",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CrossViTConfig
+from .features import CrossViTFeatures
 from .model import CrossViT
 from .registry import get_entry, get_pretrained_cfg
 from .single import build_model
@@ -23,8 +24,10 @@ def create_model(
     drop_path_rate: float | None = None,
     checkpoint: str | Path | None = None,
     use_ema: bool = False,
+    features_only: bool = False,
+    out_indices: int | tuple[int, ...] | list[int] | None = None,
     **overrides: Any,
-) -> CrossViT:
+) -> CrossViT | CrossViTFeatures:
     """Build a CrossViT by registered name (or from a config) and load weights into it.
 
     Args:
@@ -36,6 +39,10 @@ def create_model(
         drop_path_rate: stochastic depth rate.
         checkpoint: a local weights file (ours, timm's or the official layout; .pth or .safetensors).
         use_ema: take the EMA weights when the checkpoint holds them.
+        features_only: return a backbone (:class:`~crossvit.features.CrossViTFeatures`) giving NCHW maps of both
+            branches after the encoders ``out_indices`` picks (default all; an int n: the last n), weights loaded
+            as for the classifier.
+        out_indices: encoder indices for ``features_only`` (negative ones count from the end).
         overrides: any other :class:`CrossViTConfig` field.
     """
     if isinstance(name, CrossViTConfig):
@@ -44,11 +51,18 @@ def create_model(
         cfg, pcfg = get_entry(name).cfg, get_pretrained_cfg(name)
     cfg = cfg.with_overrides(num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate, **overrides)
     model = build_model(cfg)
+    released = None
     if pretrained and checkpoint is None:
         if pcfg is None:
             raise ValueError(f"no released weights for {name}; pass checkpoint=PATH to load your own")
         checkpoint = download_pretrained(pcfg.hf_hub_id, pcfg.url)
+        released = pcfg
     if checkpoint is not None:
         load_into(model, read_state_dict(checkpoint, use_ema=use_ema), source=str(checkpoint))
     model.pretrained_cfg = pcfg
+    model.released_weights = released  # what a model card says of these weights (ImageNet-1k, timm's top-1)
+    if features_only:
+        return CrossViTFeatures(model, out_indices)
+    if out_indices is not None:
+        raise ValueError("out_indices is an option of features_only=True")
     return model

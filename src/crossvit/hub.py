@@ -21,6 +21,7 @@ from typing import Any
 
 from .config import CrossViTConfig
 from .model import CrossViT
+from .model_card import CARD_NAME, card_text, model_stats
 from .preprocess import data_config, eval_transform
 from .registry import get_entry, list_models, resolve_name
 from .single import build_model
@@ -51,8 +52,13 @@ def save_pretrained(
     save_dir: str | Path,
     label_names: list[str] | None = None,
     extra: dict[str, Any] | None = None,
+    card_source: str | None = None,
 ) -> Path:
-    """Write ``model.safetensors`` (timm layout) and ``config.json`` into ``save_dir``, each atomically."""
+    """Write ``model.safetensors`` (timm layout), ``config.json`` and the model card ``README.md``, each atomically.
+
+    ``extra`` entries go into config.json; ``extra["training"]`` (the trainer writes it) is the run's recipe and
+    accuracy that the card states. ``card_source``: where the card's usage snippet loads from (default save_dir).
+    """
     from safetensors.torch import save_file
 
     save_dir = Path(save_dir)
@@ -89,14 +95,31 @@ def save_pretrained(
     }
     if label_names is not None:
         config["label_names"] = list(label_names)
+    released = getattr(model, "released_weights", None)
+    if released is not None and released.num_classes == model.num_classes:  # still the released ImageNet classifier
+        config["training"] = {
+            "dataset_id": "imagenet-1k", "data_description": "ImageNet-1k", "top1": released.top1,
+            "note": f"the official release's weights ({released.url}); top-1 as timm measured it",
+        }  # fmt: skip
     if extra:
         config.update(extra)
+    config["model_stats"] = model_stats(model)
     sd = {k: v.detach().to("cpu").contiguous() for k, v in to_timm_state_dict(model.state_dict()).items()}
     _atomic_write(save_dir / WEIGHTS_NAME, lambda p: save_file(sd, p, metadata={"format": "pt"}))
     # The config is written last and names the weights' digest: a damaged or mismatched pair is caught on load.
     config["weights_sha256"] = file_sha256(save_dir / WEIGHTS_NAME)
     _atomic_write(save_dir / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    write_card(save_dir, card_source, config)
     return save_dir
+
+
+def write_card(release_dir: str | Path, source: str | None = None, config: dict[str, Any] | None = None) -> Path:
+    """(Re)write ``README.md`` of a release dir from its config.json; the snippet loads from ``source``."""
+    release_dir = Path(release_dir)
+    config = config if config is not None else load_config(release_dir / CONFIG_NAME)
+    text = card_text(config, str(release_dir) if source is None else source)
+    _atomic_write(release_dir / CARD_NAME, lambda p: Path(p).write_text(text))
+    return release_dir / CARD_NAME
 
 
 def _atomic_write(dst: Path, write) -> None:
@@ -225,4 +248,5 @@ __all__ = [
     "from_pretrained",
     "load_config",
     "save_pretrained",
+    "write_card",
 ]

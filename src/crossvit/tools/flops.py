@@ -24,7 +24,7 @@ def count_macs(model: nn.Module, img_size: tuple[int, int] | None = None) -> int
     m = copy.deepcopy(model).float().eval()
     m.set_attention_impl("math")
     size = img_size or m.cfg.img_size
-    x = torch.zeros(1, m.cfg.in_chans, *size)
+    x = torch.zeros(1, m.cfg.in_chans, *size, device=next(m.parameters()).device)  # a GPU model counts on the GPU
     with FlopCounterMode(display=False) as counter:
         m(x)
     return counter.get_total_flops() // 2

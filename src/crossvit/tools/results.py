@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from ..hub import write_card
+from ..model_card import CARD_NAME
 from ..registry import ABLATION_FUSIONS, fusion_tag
 
 # our CIFAR models -> the paper's ImageNet model of the same design (Tables 2 and 6)
@@ -305,6 +307,8 @@ def release(run: Run, dest: Path) -> Path:
     for p in src.iterdir():
         if p.is_file():
             shutil.copy2(p, dest / p.name)
+    if (src / CARD_NAME).is_file():  # the copied card's snippet loads the run's release dir: point it at the copy
+        write_card(dest)
     return dest
 
 

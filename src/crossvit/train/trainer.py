@@ -28,6 +28,7 @@ from ..data.tensor_loader import TensorLoader, stack_images
 from ..data.transforms import norm_stats
 from ..fast import pick_attention
 from ..hub import save_pretrained
+from ..model_card import RECIPE_KEYS
 from . import distributed as D
 from .budget import TimeBudget
 from .checkpoint import find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state, verify_checkpoint
@@ -410,11 +411,18 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     complete = scheduler.done(step)
     release_dir = None
     if dist.is_main and cfg.save_release and complete:
+        record = {k: v for k, v in cfg.to_dict().items() if k in RECIPE_KEYS}
+        record.update(
+            data_description=describe(cfg.data), train_images=data.train_len, val_images=data.val_len,
+            world=dist.world, amp=amp, top1=metrics.get("top1"), top5=metrics.get("top5"),
+            best_top1=best_top1 if best_top1 >= 0 else None,
+        )  # fmt: skip
+        multi = {"multi_label": True, "threshold": cfg.threshold} if cfg.multi_label else {}
         release_dir = save_pretrained(
             ema.module if ema is not None else model,
             run_dir / "release",
             label_names=classes,
-            extra={"multi_label": True, "threshold": cfg.threshold} if cfg.multi_label else None,
+            extra={"training": record, **multi},
         )
         log.info("release written to %s", release_dir)
     if fh is not None:

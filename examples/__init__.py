@@ -1,0 +1,1 @@
+"""Dense-prediction examples on the CrossViT backbone (run from the repository root: python -m examples.NAME)."""
