@@ -244,6 +244,8 @@ def from_pretrained(
     labels = config.get("label_names")
     model.label_names = list(labels) if labels and cfg.num_classes == saved_cfg.num_classes else None
     model.architecture = config.get("architecture") if config.get("architecture") != "crossvit" else None
+    meta = config.get("int8")  # an int8 release (crossvit.int8): the quantized network's files, next to the weights
+    model.int8 = {**meta, "dir": str(d)} if isinstance(meta, dict) else None
     return model
 
 

@@ -64,9 +64,10 @@ class Prediction:
 
 def unwrap(model: Any) -> CrossViT:
     """The CrossViT inside a fast inference wrapper (``crossvit.fast``), or ``model`` itself."""
-    from .fast import InferenceModel, OpenVINOModel
+    from .fast import InferenceModel
+    from .openvino_cpu import Network
 
-    return model.model if isinstance(model, (InferenceModel, OpenVINOModel)) else model
+    return model.model if isinstance(model, (InferenceModel, Network)) else model
 
 
 def label_names(model: CrossViT) -> list[str] | None:
