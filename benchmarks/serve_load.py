@@ -76,7 +76,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 600) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -148,6 +148,7 @@ def main() -> int:
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_ready(port, proc)
+        print(f"server ready on 127.0.0.1:{port}; {args.clients} clients for {args.seconds:g} s", flush=True)
         rss: list[tuple[float, int]] = []
         done = threading.Event()
 
@@ -173,6 +174,7 @@ def main() -> int:
         elapsed = time.perf_counter() - t_start
         done.set()
         sampler.join()
+        print(f"load done: {len(lat)} requests in {elapsed:.0f} s; stopping the server", flush=True)
         peak_kb = rss_kb(proc.pid, "VmHWM")
         health = json.loads(_get(port, "/healthz"))
         proc.send_signal(signal.SIGTERM)
