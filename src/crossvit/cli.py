@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attention": ("crossvit.tools.attention", "draw cross-attention maps of an image"),
     "export": ("crossvit.tools.export", "export to ONNX or TorchScript, checked against PyTorch"),
     "benchmark": ("crossvit.tools.benchmark", "speed and memory against timm and other runtimes"),
+    "quantize": ("crossvit.tools.quantize", "int8 post-training quantization (NNCF, OpenVINO) into a release"),
+    "serve": ("crossvit.serve.cli", "HTTP server (batched) and web page: predictions and attention maps"),
     "results": ("crossvit.tools.results", "results page (tables, learning curves) from training run directories"),
 }
 

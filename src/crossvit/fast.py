@@ -18,13 +18,15 @@ What each switch does (measured in docs/performance.md, ``crossvit benchmark``):
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-Precision = Literal["fp32", "bf16", "fp16"]
+from . import openvino_cpu
+from .int8 import Int8Model, load_int8, quantize
+
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -85,7 +87,8 @@ def to_inference(
     compile: bool = False,
     attention: Literal["auto", "sdpa", "math"] = "auto",
     runtime: Literal["torch", "openvino"] = "torch",
-) -> InferenceModel | OpenVINOModel:
+    calibration: object = None,
+) -> InferenceModel | OpenVINOModel | Int8Model:
     """Turn a model into its fast inference form. The model is converted in place (eval, no grads, cast).
 
     Args:
@@ -96,7 +99,14 @@ def to_inference(
         attention: "auto" (see :func:`pick_attention`), or force "sdpa" / "math".
         runtime: "torch", or "openvino" (CPU, optional dependency; fastest for small models and batch 1 on CPUs
             without AMX, see docs/performance.md). ``compile`` does not apply to it.
+        calibration: for precision="int8" (runtime "openvino" only): images to quantize with NNCF (a folder, a
+            list of paths / PIL images, or an (N, C, H, W) preprocessed tensor; :mod:`crossvit.int8`). Without it,
+            the int8 network of a model loaded from an int8 release (``crossvit quantize``) is used.
     """
+    if precision == "int8":
+        if runtime != "openvino":
+            raise ValueError(f"precision 'int8' runs on runtime='openvino' (NNCF quantization), got {runtime!r}")
+        return load_int8(model) if calibration is None else quantize(model, calibration)
     if runtime == "openvino":
         return OpenVINOModel(model, precision)
     if runtime != "torch":
@@ -115,7 +125,7 @@ def to_inference(
     return InferenceModel(model, precision, compile)
 
 
-class OpenVINOModel:
+class OpenVINOModel(openvino_cpu.Network):
     """The model compiled by OpenVINO for the CPU (``pip install openvino``). fp32 images in, fp32 logits out.
 
     One compiled network per batch size (static shapes are faster than a dynamic batch); the first call with a new
@@ -123,11 +133,7 @@ class OpenVINOModel:
     """
 
     def __init__(self, model: nn.Module, precision: Precision = "bf16", threads: int | None = None) -> None:
-        from . import openvino_cpu
-
         openvino_cpu.core()  # the clear error when openvino is not installed, before any work
-        import openvino as ov
-
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"openvino runtime: precision must be fp32 or bf16, got {precision!r}")
         self.model = model.float().eval()
@@ -138,27 +144,8 @@ class OpenVINOModel:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
         }
-        example = torch.zeros(1, self.cfg.in_chans, *self.cfg.img_size)
-        with torch.no_grad(), warnings.catch_warnings():
-            # tracing notes that the shape checks are constants for this input size, which is what we want
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace, which OpenVINO calls
-            self._ov_model = ov.convert_model(self.model, example_input=example)
+        self._ov_model = openvino_cpu.convert(self.model)
         self._compiled: dict[int, object] = {}
-
-    def eval(self) -> OpenVINOModel:  # called like nn.Module.eval by evaluation loops; always in inference mode
-        return self
-
-    def __call__(self, x: Tensor) -> Tensor:
-        from . import openvino_cpu
-
-        b = x.shape[0]
-        if b not in self._compiled:
-            m = self._ov_model.clone()
-            m.reshape([b, *x.shape[1:]])
-            self._compiled[b] = openvino_cpu.compile_model(m, self._config).create_infer_request()
-        out = self._compiled[b].infer({0: x.detach().float().cpu().numpy()})
-        return torch.from_numpy(next(iter(out.values())).copy())
 
 
 def prepare_training(
@@ -179,6 +166,7 @@ def prepare_training(
 __all__ = [
     "DTYPES",
     "InferenceModel",
+    "Int8Model",
     "OpenVINOModel",
     "dtype_of",
     "pick_attention",

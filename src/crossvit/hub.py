@@ -236,6 +236,8 @@ def from_pretrained(
     # a multi-label model scores each label by its own sigmoid: predict thresholds, validate refuses top-1
     model.multi_label = bool(config.get("multi_label", False))
     model.threshold = float(config.get("threshold", 0.5))
+    meta = config.get("int8")  # an int8 release (crossvit.int8): the quantized network's files, next to the weights
+    model.int8 = {**meta, "dir": str(d)} if isinstance(meta, dict) else None
     return model
 
 

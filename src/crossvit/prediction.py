@@ -18,7 +18,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .data.images import ImageReadError, as_pil
-from .fast import InferenceModel, OpenVINOModel
+from .fast import InferenceModel
+from .openvino_cpu import Network
 from .preprocess import eval_transform
 
 ImageLike = Image.Image | str | Path | np.ndarray
@@ -53,7 +54,7 @@ class Prediction:
 
 def unwrap(model: Any) -> nn.Module:
     """The nn.Module inside a fast inference wrapper (``crossvit.fast``), or ``model`` itself."""
-    return model.model if isinstance(model, (InferenceModel, OpenVINOModel)) else model
+    return model.model if isinstance(model, (InferenceModel, Network)) else model  # Network: OpenVINO fp32 / int8
 
 
 def label_names(model: nn.Module) -> list[str] | None:

@@ -58,9 +58,13 @@ CIFAR = dict(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="crossvit_15_240", help="registered name, or 'cifar' (1.7 M params, 32 px)")
+    p.add_argument(
+        "--model", default="crossvit_15_240", help="registered name, 'cifar' (1.7 M params, 32 px) or a release dir"
+    )
     p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default 1,32)")
-    p.add_argument("--precision", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16 (CUDA)")
+    p.add_argument(
+        "--precision", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16 (CUDA), int8 (OpenVINO, NNCF)"
+    )
     p.add_argument("--compile", action="store_true", help="also time torch.compile paths (ours and timm)")
     p.add_argument("--train", action="store_true", help="time training steps (fwd+bwd+AdamW) instead of inference")
     p.add_argument("--drop-path", type=float, default=0.1, help="drop-path rate of the training runs (0.1)")
@@ -213,6 +217,16 @@ def build_models(name: str, use_timm: bool, drop_path: float) -> tuple[nn.Module
     from crossvit.weights import normalize_state_dict
 
     torch.manual_seed(0)
+    if Path(name).is_dir():  # a release (an int8 one brings its quantized network): timm gets the same weights
+        from crossvit.inference import load_model
+        from crossvit.weights import to_timm_state_dict
+
+        ours = load_model(name)
+        if not use_timm:
+            return ours, None
+        ref = _timm_model(ours.cfg).eval()
+        ref.load_state_dict(to_timm_state_dict(ours.state_dict()), strict=True)
+        return ours, ref
     if name == "cifar":
         cfg = crossvit.CrossViTConfig(**CIFAR, drop_path_rate=drop_path)
     else:
@@ -317,8 +331,34 @@ def inference_cases(
 
         return per_batch
 
+    def ours_int8_case() -> Callable[[int], Callable[[], Callable[[], object]]]:
+        def build() -> object:
+            from crossvit.int8 import is_int8, load_int8, quantize
+
+            if is_int8(ours):  # an int8 release: its own network
+                return load_int8(copy.deepcopy(ours), threads)
+            # random weights: calibrate on random images (speed does not depend on the calibration data)
+            calib = torch.randn(32, ours.cfg.in_chans, *size, generator=torch.Generator().manual_seed(0))
+            return quantize(copy.deepcopy(ours).cpu(), calib, 32, threads)
+
+        def per_batch(b: int) -> Callable[[], Callable[[], object]]:
+            def make() -> Callable[[], object]:
+                fast = once("ours-ov-int8", build)
+                x = images[b]
+                return lambda: fast(x)
+
+            return make
+
+        return per_batch
+
     rows: list[tuple[str, str, str, Callable]] = []
     for prec in precisions:
+        if prec == "int8":
+            if "openvino" in runtimes and device.type == "cpu":
+                rows.append(("ours openvino int8 (NNCF)", "ours", prec, ours_int8_case()))
+            else:
+                notes.append("int8: runs on OpenVINO on the CPU only; skipped")
+            continue
         tag = "" if prec == "fp32" else f" {prec}"
         if "torch" in runtimes:
             rows.append((f"ours{tag} eager", "ours", prec, ours_case(prec, False)))
@@ -552,6 +592,11 @@ def summarize(cases: list[Case], peaks: dict, flops_img: float, train: bool) -> 
                 f"{100 * work * best.ips / (pk * 1e9):.1f}% of the {prec if prec in peak else 'bf16'} GEMM peak"
             )
         lines.append("")
+    for c in cases:  # int8 against the OpenVINO fp32 network of the same weights, same batch, same run
+        base = next((o for o in cases if o.label == "ours openvino fp32" and o.batch == c.batch and o.times), None)
+        if c.precision == "int8" and c.times and base is not None:
+            lines.append(f"int8 speed-up, batch {c.batch}: {c.ips / base.ips:.2f}x ours openvino fp32 ({base.ips:.1f} "
+                         f"-> {c.ips:.1f} img/s)")  # fmt: skip
     pk_line = ", ".join(f"{k} GEMM peak {v:.0f} GFLOP/s" for k, v in peak.items())
     lines.append(
         f"{pk_line}; model {flops_img / 1e9:.2f} GFLOP/img forward{' (x3 per training step)' if train else ''}"
@@ -567,7 +612,9 @@ def main(args: argparse.Namespace) -> int:
     batches = [int(v) for v in _csv(args.batch_sizes, "--batch-sizes")]
     if any(b < 1 for b in batches):
         raise ValueError(f"--batch-sizes must be positive, got {args.batch_sizes}")
-    precisions = _csv(args.precision, "--precision", ("fp32", "bf16", "fp16"))
+    precisions = _csv(args.precision, "--precision", ("fp32", "bf16", "fp16", "int8"))
+    if "int8" in precisions and args.train:
+        raise ValueError("--precision int8 is for inference; drop it with --train")
     peers = [] if args.peers.strip() == "none" else _csv(args.peers, "--peers", PEERS)
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -48,16 +48,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument(
         "--precision",
-        default="fp32",
-        choices=("fp32", "bf16", "fp16"),
+        default=None,
+        choices=("fp32", "bf16", "fp16", "int8"),
         help="inference precision: bf16 casts the weights (about 2x faster on CPUs with AMX / AVX512-BF16; top-1 "
-        "agrees with fp32 on >99%% of real images, docs/performance.md); fp16 is for CUDA (default fp32)",
+        "agrees with fp32 on >99%% of real images, docs/performance.md); fp16 is for CUDA; int8 needs an int8 "
+        "release (crossvit quantize) and runs on OpenVINO (default: int8 for an int8 release, else fp32)",
     )
     p.add_argument(
         "--runtime",
-        default="torch",
+        default=None,
         choices=("torch", "openvino"),
-        help="torch, or openvino (CPU; pip install openvino): same preprocessing and outputs (default torch)",
+        help="torch, or openvino (CPU; pip install openvino): same preprocessing and outputs (default torch; "
+        "openvino for int8)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile with freezing (slow start, faster batches)")
 
@@ -92,6 +94,7 @@ def format_csv(preds: list, k: int) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from ..inference import label_names, load_model, predict
+    from ..int8 import pick_precision
 
     if args.format not in FORMATS:
         raise ValueError(f"--format {args.format!r} is not supported; choose one of {', '.join(FORMATS)}")
@@ -109,11 +112,12 @@ def main(args: argparse.Namespace) -> int:
             "printing class indices",
             file=sys.stderr,
         )
+    precision, runtime = pick_precision(model, args.precision, args.runtime)
     run = model
-    if args.precision != "fp32" or args.runtime != "torch" or args.compile:
+    if precision != "fp32" or runtime != "torch" or args.compile:
         from ..fast import to_inference
 
-        run = to_inference(model, args.precision, compile=args.compile, runtime=args.runtime)
+        run = to_inference(model, precision, compile=args.compile, runtime=runtime)  # type: ignore[arg-type]
     preds = predict(run, sources, topk=args.topk, batch_size=args.batch_size, threshold=args.threshold)
     multi = bool(getattr(model, "multi_label", False))
     if multi:

@@ -58,6 +58,10 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(m, indent=2))
         return 0
     print(f"images {m['images']}  top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}")
+    if "int8" in m:
+        q = m["int8"]
+        print(f"int8 (OpenVINO, NNCF) top-1 {q['top1']:.2f}%  top-5 {q['top5']:.2f}%  loss {q['loss']:.4f}  "
+              f"(fp32 {m['top1']:.2f}%, {q['top1'] - m['top1']:+.2f} points)")  # fmt: skip
     if "top1_branch_s" in m:
         s, l_ = m["top1_branch_s"], m["top1_branch_l"]
         print(f"single branch top-1: S (small patches) {s:.2f}%  L (large patches) {l_:.2f}%")

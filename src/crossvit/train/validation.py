@@ -21,6 +21,7 @@ from ..data.digits import digits_datasets
 from ..data.folder import FolderDataset, scan_folder
 from ..data.images import BadImagePolicy
 from ..hub import CONFIG_NAME, data_config, eval_transform, from_pretrained
+from ..int8 import is_int8
 from ..model import CrossViT
 from .engine import evaluate
 from .precision import resolve_amp
@@ -147,6 +148,11 @@ def validate(
         fast = to_inference(model, "bf16" if amp == "bf16" else "fp32", runtime=runtime)  # type: ignore[arg-type]
         m = evaluate(fast, dl, dev, "fp32", num_classes=model.num_classes)  # it casts fp32 inputs itself
         m["runtime"] = f"{runtime} {amp}"
+    if is_int8(model):  # an int8 release: the int8 network's accuracy next to the fp32 weights it came from
+        from ..fast import to_inference
+
+        q = evaluate(to_inference(model, "int8", runtime="openvino"), dl, dev, "fp32", num_classes=model.num_classes)
+        m["int8"] = {k: q[k] for k in ("top1", "top5", "loss")} | {"runtime": "openvino int8"}
     conf = m.pop("confusion")
     names = list(getattr(model, "label_names", None) or [str(i) for i in range(model.num_classes)])
     totals = conf.sum(1)

@@ -1,0 +1,238 @@
+"""Load test of ``crossvit serve``: N concurrent clients for T seconds, next to ``crossvit predict`` on the same images.
+
+    python benchmarks/serve_load.py --checkpoint releases/cifar10-mid --images runs/cifar10/data/val \
+        --clients 16 --seconds 120 --json benchmarks/results/serve-load.json
+
+1. Baseline: the code path of ``crossvit predict --batch-size B`` (``load_model`` + ``crossvit.predict``: decode,
+   preprocess, batched forward) over the same images, in this process before the server starts; best of 2 passes.
+2. ``crossvit serve`` is started on 127.0.0.1 (a free port; nothing else is reachable) with the same model and
+   threads; each client thread keeps one HTTP connection and POSTs raw image bytes in a loop, round robin.
+3. Printed and saved: requests/s (= images/s), p50 / p99 latency, errors (non-200 or connection failures), the
+   server's RSS sampled every 0.5 s (peak from VmHWM, first and last 10 s averages, as a check that memory is flat),
+   the ratio of the server's throughput to the baseline (measured again after the load test, the faster of the
+   two is used: on a shared machine the load of others varies), and the CPU model. The server is stopped with
+   SIGTERM and must exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        name = next(ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name"))
+        flags = next(ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags"))
+        extra = [f for f in ("avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16") if f in flags]
+        return f"{name} ({' '.join(extra)}), {os.cpu_count()} logical CPUs"
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def baseline(checkpoint: str, paths: list[Path], batch: int, precision: str | None, runtime: str | None) -> dict:
+    """img/s of ``crossvit predict``'s path (decode + preprocess + batched forward) over ``paths``."""
+    from crossvit.fast import to_inference
+    from crossvit.inference import load_model, predict
+    from crossvit.int8 import pick_precision
+
+    model = load_model(checkpoint)
+    precision, runtime = pick_precision(model, precision, runtime)
+    run = model if (precision, runtime) == ("fp32", "torch") else to_inference(model, precision, runtime=runtime)
+    predict(run, paths[:batch], batch_size=batch)  # warm-up (compiles OpenVINO's network for this batch)
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        preds = predict(run, paths, batch_size=batch)
+        times.append(time.perf_counter() - t0)
+        assert all(p.ok for p in preds)
+    return {"img_s": len(paths) / min(times), "seconds": times, "precision": precision, "runtime": runtime}
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if ln.startswith(field + ":"):
+            return int(ln.split()[1])
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"crossvit serve exited with {proc.returncode}")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("crossvit serve did not become ready")
+
+
+def client(port: int, bodies: list[bytes], start: int, stop_at: float, lat: list, errors: list) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    i = start
+    while time.perf_counter() < stop_at:
+        body = bodies[i % len(bodies)]
+        i += 1
+        t0 = time.perf_counter()
+        try:
+            conn.request("POST", "/predict?top_k=5", body=body, headers={"Content-Type": "application/octet-stream"})
+            r = conn.getresponse()
+            data = r.read()
+            if r.status != 200 or not json.loads(data):
+                errors.append(f"HTTP {r.status}: {data[:100]!r}")
+                continue
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            errors.append(f"{type(e).__name__}: {e}")
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            continue
+        lat.append((t0, time.perf_counter() - t0))
+    conn.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--images", required=True, type=Path, help="folder of images (searched recursively)")
+    p.add_argument("--limit", type=int, default=512, help="images used (default 512)")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=120)
+    p.add_argument("--batch-size", type=int, default=32, help="of the baseline and the server's --max-batch")
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--precision", default=None)
+    p.add_argument("--runtime", default=None)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+
+    from crossvit.tools.images import expand_paths
+
+    paths = expand_paths([args.images])[: args.limit]
+    if not paths:
+        raise SystemExit(f"{args.images}: no images")
+    bodies = [q.read_bytes() for q in paths]
+    base = baseline(args.checkpoint, paths, args.batch_size, args.precision, args.runtime)
+    print(f"crossvit predict path: {len(paths)} images, batch {args.batch_size}, {base['precision']} "
+          f"{base['runtime']}: {base['img_s']:.1f} img/s", flush=True)  # fmt: skip
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "crossvit", "serve", "--checkpoint", args.checkpoint, "--port", str(port),
+           "--max-batch", str(args.batch_size), "--max-wait-ms", str(args.max_wait_ms)]  # fmt: skip
+    for opt in ("precision", "runtime"):
+        if getattr(args, opt):
+            cmd += [f"--{opt}", getattr(args, opt)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_ready(port, proc)
+        print(f"server ready on 127.0.0.1:{port}; {args.clients} clients for {args.seconds:g} s", flush=True)
+        rss: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                rss.append((time.perf_counter(), rss_kb(proc.pid)))
+                done.wait(0.5)
+
+        lat: list[tuple[float, float]] = []
+        errors: list[str] = []
+        t_start = time.perf_counter()
+        stop_at = t_start + args.seconds
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        threads = [
+            threading.Thread(target=client, args=(port, bodies, k * 37, stop_at, lat, errors))
+            for k in range(args.clients)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t_start
+        done.set()
+        sampler.join()
+        print(f"load done: {len(lat)} requests in {elapsed:.0f} s; stopping the server", flush=True)
+        peak_kb = rss_kb(proc.pid, "VmHWM")
+        health = json.loads(_get(port, "/healthz"))
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # the machine may be shared: the baseline is measured again after the load test and both are reported
+    after = baseline(args.checkpoint, paths, args.batch_size, args.precision, args.runtime)
+    base["img_s_after"] = after["img_s"]
+    ms = sorted(x * 1e3 for _, x in lat)
+    q = statistics.quantiles(ms, n=100) if len(ms) >= 2 else [float("nan")] * 99
+    first = [kb for t, kb in rss if t - t_start <= 10]
+    last = [kb for t, kb in rss if stop_at - t <= 10]
+    out = {
+        "cpu": cpu_name(),
+        "checkpoint": args.checkpoint,
+        "images": len(paths),
+        "clients": args.clients,
+        "seconds": elapsed,
+        "requests_ok": len(lat),
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "throughput_img_s": len(lat) / elapsed,
+        "p50_ms": q[49],
+        "p99_ms": q[98],
+        "server_peak_rss_mb": peak_kb / 1024,
+        "server_rss_first_10s_mb": statistics.mean(first) / 1024 if first else None,
+        "server_rss_last_10s_mb": statistics.mean(last) / 1024 if last else None,
+        "server_batches": health,
+        "server_exit_code": rc,
+        "predict_img_s": base["img_s"],
+        "precision": base["precision"],
+        "runtime": base["runtime"],
+    }
+    out["predict_img_s_after"] = after["img_s"]
+    out["throughput_vs_predict"] = out["throughput_img_s"] / max(base["img_s"], after["img_s"])
+    mean_batch = health["images"] / max(health["batches"], 1)
+    print(f"CPU: {out['cpu']}")
+    print(f"crossvit serve, {args.clients} clients x {elapsed:.0f} s: {len(lat)} requests, {len(errors)} errors, "
+          f"{out['throughput_img_s']:.1f} img/s, p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms; "
+          f"mean batch {mean_batch:.1f}")  # fmt: skip
+    print(f"server RSS: peak {out['server_peak_rss_mb']:.0f} MB, first 10 s {out['server_rss_first_10s_mb']:.0f} MB, "
+          f"last 10 s {out['server_rss_last_10s_mb']:.0f} MB; exit code after SIGTERM {rc}")  # fmt: skip
+    print(f"throughput = {out['throughput_vs_predict']:.2f}x crossvit predict batched (the faster of "
+          f"{base['img_s']:.1f} img/s before and {after['img_s']:.1f} img/s after the load test)")  # fmt: skip
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if not errors and rc == 0 else 1
+
+
+def _get(port: int, path: str) -> bytes:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path)
+    return c.getresponse().read()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

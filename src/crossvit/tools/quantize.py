@@ -1,0 +1,44 @@
+"""``crossvit quantize``: NNCF post-training int8 quantization for OpenVINO, written as a release every tool loads.
+
+    crossvit quantize --checkpoint runs/x/release --calibration data/train --out runs/x/int8
+    crossvit predict photos/ --checkpoint runs/x/int8          # runs the int8 network (OpenVINO)
+    crossvit validate runs/x/int8 data/                        # int8 top-1 next to the fp32 weights' top-1
+
+Calibration images (a few hundred: ``--images``, a seeded sample of the folder) go through the model's own
+evaluation transform. The output folder holds the fp32 release it came from plus ``openvino_int8.xml/.bin``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..int8 import DEFAULT_CALIBRATION
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="release dir, run dir or weights file (+ --model)")
+    p.add_argument("--model", help="architecture name when --checkpoint is a bare weights file")
+    p.add_argument("--calibration", required=True, type=Path, help="folder of images (searched recursively)")
+    p.add_argument("--images", type=int, default=DEFAULT_CALIBRATION, help="calibration images (default 300)")
+    p.add_argument("--out", required=True, type=Path, help="new folder for the int8 release")
+    p.add_argument("--threads", type=int, default=None, help="OpenVINO threads (default torch's)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..inference import load_model
+    from ..int8 import quantize, save_int8_release
+
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise ValueError(f"--out {args.out}: exists and is not an empty folder; choose a new one")
+    if not args.calibration.is_dir():
+        raise NotADirectoryError(f"--calibration {args.calibration}: not a folder of images")
+    model = load_model(args.checkpoint, args.model)
+    t0 = time.perf_counter()
+    q = quantize(model, args.calibration, args.images, args.threads)
+    info = {"source": str(args.checkpoint), "calibration": str(args.calibration)}
+    out = save_int8_release(model, q, args.out, info)
+    print(f"quantized with {q.calibration_images} calibration images in {time.perf_counter() - t0:.1f} s")
+    print(f"wrote {out} (int8 OpenVINO network + the fp32 release it came from)")
+    return 0

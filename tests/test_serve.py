@@ -1,0 +1,242 @@
+"""``crossvit serve`` in process (FastAPI TestClient / httpx): every endpoint, every bad input, batching, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import crossvit
+from badimages import corpus_bytes
+from crossvit.cli import build_parser
+from crossvit.inference import predict
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from crossvit.serve.cli import build  # noqa: E402
+
+LABELS = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu"]
+
+
+def png(seed: int, size: tuple[int, int] = (60, 50)) -> bytes:
+    a = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def release(tmp_path: Path, tiny_cfg) -> Path:
+    m = crossvit.create_model(tiny_cfg).eval()
+    return crossvit.save_pretrained(m, tmp_path / "release", label_names=LABELS)
+
+
+def make_app(release: Path, *extra: str):
+    args = build_parser("serve").parse_args(["serve", "--checkpoint", str(release), *extra])
+    return build(args)
+
+
+@pytest.fixture
+def client(release: Path):
+    app, _ = make_app(release, "--max-upload-mb", "0.05")
+    with TestClient(app) as c:
+        yield c
+
+
+def expected(release: Path, data: bytes, k: int = 5) -> list[tuple[str, float]]:
+    """The same image through ``crossvit.predict`` (the path behind ``crossvit predict``), not through the server."""
+    model = crossvit.from_pretrained(release)
+    return predict(model, Image.open(io.BytesIO(data)), topk=k)[0].topk
+
+
+def assert_matches(answer: list[dict], want: list[tuple[str, float]]) -> None:
+    assert [a["label"] for a in answer] == [lab for lab, _ in want]
+    np.testing.assert_allclose([a["score"] for a in answer], [p for _, p in want], atol=1e-5)
+
+
+def test_metadata_and_health(client: TestClient) -> None:
+    meta = client.get("/metadata").json()
+    assert meta["classes"] == LABELS and meta["num_classes"] == 7
+    assert meta["input_size"] == [3, 48, 48]
+    assert (meta["precision"], meta["runtime"]) == ("fp32", "torch")
+    assert meta["attention_maps"] is True and meta["max_upload_mb"] == 0.05
+    h = client.get("/healthz")
+    assert h.status_code == 200 and h.json()["status"] == "ok"
+
+
+def test_predict_raw_body_matches_predict(client: TestClient, release: Path) -> None:
+    data = png(1)
+    r = client.post("/predict", content=data, headers={"content-type": "image/png"})
+    assert r.status_code == 200
+    answer = r.json()
+    assert len(answer) == 5 and set(answer[0]) == {"label", "score"}
+    assert_matches(answer, expected(release, data))
+    r3 = client.post("/predict?top_k=3", content=data).json()
+    assert_matches(r3, expected(release, data, 3))
+    assert len(client.post("/predict?top_k=100", content=data).json()) == 7  # capped at the class count
+
+
+def test_predict_multipart_one_and_many(client: TestClient, release: Path) -> None:
+    one = client.post("/predict", files={"file": ("a.png", png(2), "image/png")}).json()
+    assert_matches(one, expected(release, png(2)))  # one file: one list, as for a raw body
+    files = [("file", (f"{i}.png", png(10 + i), "image/png")) for i in range(3)]
+    many = client.post("/predict?top_k=2", files=files).json()
+    assert len(many) == 3
+    for i, answer in enumerate(many):
+        assert_matches(answer, expected(release, png(10 + i), 2))
+
+
+BAD = {name: (data, case) for name, (data, case) in corpus_bytes().items() if case.expect == "bad"}
+
+
+@pytest.mark.parametrize(
+    "name,status,kind",
+    [
+        ("zero_bytes.jpg", 400, "empty_body"),
+        ("text.jpg", 415, "not_an_image"),
+        ("truncated.jpg", 422, "truncated"),
+        ("truncated.png", 422, "truncated"),
+        ("bomb.png", 422, "decompression_bomb"),
+        ("bomb_soft.png", 422, "decompression_bomb"),
+    ],
+)
+def test_bad_input_is_4xx_and_server_goes_on(client: TestClient, release: Path, name: str, status: int, kind: str):
+    data = BAD[name][0]
+    for send in (
+        lambda: client.post("/predict", content=data),
+        lambda: client.post("/predict", files={"file": (name, data, "application/octet-stream")}),
+    ):
+        r = send()
+        assert r.status_code == status, r.text
+        body = r.json()
+        assert body["kind"] == kind and body["error"]
+        if data:
+            assert body["error"].startswith(name) or body["error"].startswith("body")
+    ok = client.post("/predict", content=png(3))
+    assert ok.status_code == 200
+    assert_matches(ok.json(), expected(release, png(3)))
+
+
+def test_one_bad_file_in_a_multipart_request_names_it(client: TestClient) -> None:
+    files = [("file", ("good.png", png(4), "image/png")), ("file", ("broken.jpg", BAD["truncated.jpg"][0], "x/y"))]
+    r = client.post("/predict", files=files)
+    assert r.status_code == 422 and r.json()["error"].startswith("broken.jpg:")
+
+
+def test_oversized_upload_is_413(client: TestClient) -> None:
+    big = png(5, (200, 200))  # ~120 kB of noise, over the fixture's 0.05 MB
+    assert len(big) > 0.05 * 2**20
+    r = client.post("/predict", content=big)
+    assert r.status_code == 413 and r.json()["kind"] == "too_large" and "--max-upload-mb" in r.json()["error"]
+
+    def chunks():  # no Content-Length: the limit is enforced while streaming
+        for i in range(0, len(big), 8192):
+            yield big[i : i + 8192]
+
+    r = client.post("/predict", content=chunks())
+    assert r.status_code == 413
+    assert client.post("/predict", content=png(6)).status_code == 200
+
+
+def test_other_bad_requests(client: TestClient) -> None:
+    assert client.post("/predict?top_k=0", content=png(1)).json()["kind"] == "bad_top_k"
+    assert client.post("/predict?top_k=x", content=png(1)).status_code == 400
+    r = client.post("/predict", data={"image": "not a file"}, files={"other": ("a.png", png(1), "image/png")})
+    assert r.status_code == 400 and "'file'" in r.json()["error"]
+    r = client.post("/predict", files={"file": (None, "text")})
+    assert r.status_code == 400 and r.json()["kind"] == "bad_multipart"
+
+
+def test_explain_maps_and_page(client: TestClient, release: Path, tiny_cfg) -> None:
+    data = png(7)
+    body = client.post("/explain", files={"file": ("x.png", data, "image/png")}).json()
+    assert_matches(body["predictions"], expected(release, data))
+    assert len(body["maps"]) == 2 and body["image"].startswith("data:image/png;base64,")
+    for m in body["maps"]:
+        h, w = tiny_cfg.grid_size[1 - m["branch"]]  # each branch's CLS attends to the other branch's patches
+        assert m["grid"] == [h, w]
+        roll = np.asarray(m["layers"][0]["weights"])
+        assert roll.shape == (h, w) and roll.sum() + m["self_weight"] == pytest.approx(1.0, abs=1e-5)
+        assert len(m["layers"]) == 1 + tiny_cfg.num_encoders  # the rollout + one module per encoder
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    html = page.text
+    assert 'id="file"' in html and "explain" in html
+    for external in ("http://", "https://", "<link", "src=\"/"):  # every asset is inline: works offline
+        assert external not in html
+
+
+def test_concurrent_requests_are_batched(release: Path) -> None:
+    app, served = make_app(release, "--max-wait-ms", "300", "--max-batch", "8")
+
+    async def go() -> list:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            rs = await asyncio.gather(*(c.post("/predict?top_k=3", content=png(20 + i)) for i in range(6)))
+        return [r.json() for r in rs]
+
+    answers = asyncio.run(go())
+    for i, a in enumerate(answers):
+        assert_matches(a, expected(release, png(20 + i), 3))
+    stats = served.batcher.stats
+    assert stats.images == 6 and stats.batches < 6 and stats.largest > 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(release: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "crossvit", "serve", "--checkpoint", str(release), "--port", str(port),
+           "--max-wait-ms", "1500"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.2)
+        results: list = []
+
+        def post(i: int) -> None:
+            req = urllib.request.Request(url + "/predict", data=png(30 + i), method="POST")
+            with urllib.request.urlopen(req, timeout=30) as r:
+                results.append((r.status, json.loads(r.read())))
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # the requests now wait in the batcher (max wait 1.5 s)
+        assert urllib.request.urlopen(url + "/healthz", timeout=5).status == 200
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(30)
+        rc = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, proc.stdout.read() if proc.stdout else ""
+    assert len(results) == 3 and all(s == 200 and len(a) == 5 for s, a in results)
