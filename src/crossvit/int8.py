@@ -2,7 +2,7 @@
 
     from crossvit.fast import to_inference
     fast = to_inference(model, precision="int8", runtime="openvino", calibration="data/train")  # quantizes now
-    save_int8_release(model, fast, "runs/x/int8")       # what ``crossvit quantize`` writes
+    crossvit.tools.quantize.save_int8_release(model, fast, "runs/x/int8")   # what ``crossvit quantize`` writes
     model = crossvit.from_pretrained("runs/x/int8")     # fp32 weights + the int8 OpenVINO IR
     fast = to_inference(model, precision="int8", runtime="openvino")                            # the saved IR
 
@@ -16,10 +16,7 @@ fp32.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ import torch
 from torch import nn
 
 from . import openvino_cpu
-from .hub import eval_transform, save_pretrained
+from .preprocess import eval_transform
 from .tools.images import ImageReadError, as_pil, expand_paths
 from .weights import CheckpointError, file_sha256
 
@@ -143,38 +140,6 @@ def load_int8(model: nn.Module, threads: int | None = None) -> Int8Model:
     return Int8Model(model, ov_model, threads, int(meta.get("calibration_images", 0)))
 
 
-def save_int8_release(model: nn.Module, int8: Int8Model, out: str | Path, info: dict[str, Any] | None = None) -> Path:
-    """Write the fp32 release of ``model`` plus ``int8``'s network into ``out`` (a new or empty folder), atomically:
-    everything goes into a temporary sibling folder that is renamed into place at the end.
-    """
-    import openvino as ov
-
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out}: exists and is not an empty folder; choose a new one")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
-        ov.save_model(int8.ov_model, str(tmp / IR_XML), compress_to_fp16=False)
-        meta = {
-            "runtime": "openvino",
-            "ir": IR_XML,
-            "ir_weights": IR_BIN,
-            "ir_sha256": file_sha256(tmp / IR_BIN),
-            "calibration_images": int8.calibration_images,
-            "openvino": ov.__version__,
-            **(info or {}),
-        }
-        save_pretrained(model, tmp, extra={INT8_KEY: meta})
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
 def is_int8(model: Any) -> bool:
     """Whether ``model`` (or the CrossViT inside a fast wrapper) carries an int8 network."""
     return bool(getattr(getattr(model, "model", model), "int8", None))
@@ -202,5 +167,4 @@ __all__ = [
     "load_int8",
     "pick_precision",
     "quantize",
-    "save_int8_release",
 ]

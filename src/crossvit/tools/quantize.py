@@ -11,10 +11,50 @@ evaluation transform. The output folder holds the fp32 release it came from plus
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from ..int8 import DEFAULT_CALIBRATION
+from torch import nn
+
+from ..hub import save_pretrained
+from ..int8 import DEFAULT_CALIBRATION, INT8_KEY, IR_BIN, IR_XML, Int8Model
+from ..weights import file_sha256
+
+
+def save_int8_release(model: nn.Module, int8: Int8Model, out: str | Path, info: dict[str, Any] | None = None) -> Path:
+    """Write the fp32 release of ``model`` plus ``int8``'s network into ``out`` (a new or empty folder), atomically:
+    everything goes into a temporary sibling folder that is renamed into place at the end.
+    """
+    import openvino as ov
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out}: exists and is not an empty folder; choose a new one")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        ov.save_model(int8.ov_model, str(tmp / IR_XML), compress_to_fp16=False)
+        meta = {
+            "runtime": "openvino",
+            "ir": IR_XML,
+            "ir_weights": IR_BIN,
+            "ir_sha256": file_sha256(tmp / IR_BIN),
+            "calibration_images": int8.calibration_images,
+            "openvino": ov.__version__,
+            **(info or {}),
+        }
+        save_pretrained(model, tmp, extra={INT8_KEY: meta})
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..inference import load_model
-    from ..int8 import quantize, save_int8_release
+    from ..int8 import quantize
 
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         raise ValueError(f"--out {args.out}: exists and is not an empty folder; choose a new one")
