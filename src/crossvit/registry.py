@@ -6,6 +6,7 @@ Names follow timm (``*_240``, ``*_408`` give the input resolution); the official
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
@@ -224,24 +225,33 @@ _CIFAR = CrossViTConfig(
     large_depth=3,
     num_classes=10,
 )
-register(ModelEntry("crossvit_cifar_36", _CIFAR, "CIFAR-size CrossViT, cross-attention fusion", data=CIFAR_DATA))
-for fusion in ABLATION_FUSIONS:
+
+
+def register_family(prefix: str, suffix: str, cfg: CrossViTConfig, data: PretrainedCfg, description: str) -> None:
+    """``{prefix}_{suffix}``, its Table 6 fusion variants (``{prefix}_fuse_{tag}_{suffix}``) and its single-branch
+    baseline (``{prefix}_single_{suffix}``): the set of names a Table 2 / Table 6 comparison needs."""
+    name = f"{prefix}_{suffix}"
+    register(ModelEntry(name, cfg, description, data=data))
+    for fusion in ABLATION_FUSIONS:
+        register(
+            ModelEntry(
+                f"{prefix}_fuse_{fusion_tag(fusion)}_{suffix}",
+                cfg.replace(fusion=fusion),
+                f"{name} with {fusion.replace('_', '-')} fusion (Table 6 at 32 px)",
+                data=data,
+            )
+        )
     register(
         ModelEntry(
-            f"crossvit_cifar_fuse_{fusion_tag(fusion)}_36",
-            _CIFAR.replace(fusion=fusion),
-            f"CIFAR-size CrossViT with {fusion.replace('_', '-')} fusion (Table 6 at 32 px)",
-            data=CIFAR_DATA,
+            f"{prefix}_single_{suffix}",
+            cfg.replace(single_branch=True, fusion="none"),
+            f"Single-branch DeiT-style baseline: {name}'s L branch alone (Table 2 at 32 px)",
+            data=data,
         )
     )
-register(
-    ModelEntry(
-        "crossvit_cifar_single_36",
-        _CIFAR.replace(single_branch=True, fusion="none"),
-        "Single-branch DeiT-style baseline: the CIFAR CrossViT's L branch alone (Table 2 at 32 px)",
-        data=CIFAR_DATA,
-    )
-)
+
+
+register_family("crossvit_cifar", "36", _CIFAR, CIFAR_DATA, "CIFAR-size CrossViT, cross-attention fusion")
 
 # --- CIFAR-10 on a CPU: a convolutional tokenizer and few tokens -------------------------------------------------
 # The dagger models' convolutional embedding adapted to 32 px: a two-stage conv stem (64, 128 channels, each stage
@@ -250,14 +260,7 @@ register(
 # N=1 / M=3 blocks, mlp ratio 3, one cross-attention per encoder. 4.60 M params, 0.109 GMACs: a quarter fewer
 # multiply-adds than crossvit_cifar_36 buys 16x fewer tokens in the L branch, and the stem gives the locality
 # that attention alone learns slowly from 45,000 images.
-CIFAR_CONV_DATA = PretrainedCfg(
-    tag="cifar10",
-    num_classes=10,
-    input_size=(3, 32, 32),
-    crop_pct=1.0,
-    mean=(0.4914, 0.4822, 0.4465),
-    std=(0.2470, 0.2435, 0.2616),
-)
+CIFAR_CONV_DATA = dataclasses.replace(CIFAR_DATA, input_size=(3, 32, 32))
 _CIFAR_CONV = CrossViTConfig(
     img_size=(32, 32),
     img_scale=(1.0, 1.0),
@@ -269,30 +272,12 @@ _CIFAR_CONV = CrossViTConfig(
     large_depth=3,
     num_classes=10,
 )
-register(
-    ModelEntry(
-        "crossvit_cifar_conv_32",
-        _CIFAR_CONV,
-        "CPU-sized CIFAR CrossViT: shared conv tokenizer, 64 + 16 tokens, cross-attention fusion",
-        data=CIFAR_CONV_DATA,
-    )
-)
-for fusion, tag in (("none", "none"), ("all_attn", "allattn"), ("cls_token", "clstoken"), ("pairwise", "pairwise")):
-    register(
-        ModelEntry(
-            f"crossvit_cifar_conv_fuse_{tag}_32",
-            _CIFAR_CONV.replace(fusion=fusion),
-            f"crossvit_cifar_conv_32 with {fusion.replace('_', '-')} fusion (Table 6 at 32 px)",
-            data=CIFAR_CONV_DATA,
-        )
-    )
-register(
-    ModelEntry(
-        "crossvit_cifar_conv_single_32",
-        _CIFAR_CONV.replace(single_branch=True, fusion="none"),
-        "Single-branch baseline of crossvit_cifar_conv_32: its L branch alone on the same stem (Table 2 at 32 px)",
-        data=CIFAR_CONV_DATA,
-    )
+register_family(
+    "crossvit_cifar_conv",
+    "32",
+    _CIFAR_CONV,
+    CIFAR_CONV_DATA,
+    "CPU-sized CIFAR CrossViT: shared conv tokenizer, 64 + 16 tokens, cross-attention fusion",
 )
 
 
