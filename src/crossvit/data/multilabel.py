@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
-from .images import BadImageError, BadImagePolicy, load_image
+from .folder import FolderDataset
+from .images import BadImagePolicy
 
 MultiSample = tuple[str, list[int]]
 
@@ -84,23 +83,9 @@ def split_multilabel(samples: list[MultiSample], size: float, seed: int = 0) -> 
     return sorted(items[k:]), sorted(items[:k])
 
 
-class MultiLabelDataset(Dataset):
-    """(image, multi-hot (num_classes,) float target); unreadable files follow ``policy`` as in FolderDataset."""
-
-    def __init__(
-        self,
-        samples: list[MultiSample],
-        classes: list[str],
-        transform: Callable | None = None,
-        policy: BadImagePolicy | None = None,
-    ) -> None:
-        self.samples = samples
-        self.classes = classes
-        self.transform = transform
-        self.policy = policy or BadImagePolicy("skip")
-
-    def __len__(self) -> int:
-        return len(self.samples)
+class MultiLabelDataset(FolderDataset):
+    """(image, multi-hot (num_classes,) float target); samples are (path, [label indices]). Reading, and the
+    policy for unreadable files, are FolderDataset's."""
 
     def target(self, labels: list[int]) -> torch.Tensor:
         t = torch.zeros(len(self.classes))
@@ -108,15 +93,7 @@ class MultiLabelDataset(Dataset):
         return t  # (num_classes,)
 
     def __getitem__(self, index: int):
-        for k in range(len(self.samples)):
-            path, labels = self.samples[(index + k) % len(self.samples)]
-            try:
-                img = load_image(path)
-                break
-            except BadImageError as e:
-                self.policy.handle(e, path)
-        else:
-            raise BadImageError(f"none of the {len(self.samples)} images could be read")
+        img, labels = self.load(index)
         if self.transform is not None:
             img = self.transform(img)
         return img, self.target(labels)
