@@ -18,6 +18,7 @@ import pytest
 import torch.distributed as dist
 import yaml
 
+from conftest import TINY_TRAIN_ARGS
 from crossvit.data.synthetic import make_image_folder
 from crossvit.train.checkpoint import load_checkpoint, verify_checkpoint
 
@@ -26,17 +27,7 @@ pytestmark = [
     pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc to find the worker processes"),
 ]
 
-TINY = {
-    "img_size": [16, 16],
-    "img_scale": [1.0, 1.0],
-    "patch_size": [4, 8],
-    "embed_dim": [16, 32],
-    "num_heads": [2, 2],
-    "mlp_ratio": [1.0, 1.0],
-    "num_encoders": 1,
-    "small_depth": 1,
-    "large_depth": 1,
-}
+TINY = TINY_TRAIN_ARGS
 EPOCHS = 8
 
 

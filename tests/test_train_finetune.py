@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import TINY_TRAIN_ARGS
 from crossvit import create_model
 from crossvit.cli import main as cli
 from crossvit.data.synthetic import make_image_folder
@@ -24,17 +25,7 @@ from crossvit.train.optim import WarmupCosine, build_optimizer
 from crossvit.train.precision import grad_scaler
 from crossvit.train.trainer import seed_everything
 
-TINY = {
-    "img_size": [16, 16],
-    "img_scale": [1.0, 1.0],
-    "patch_size": [4, 8],
-    "embed_dim": [16, 32],
-    "num_heads": [2, 2],
-    "mlp_ratio": [1.0, 1.0],
-    "num_encoders": 2,
-    "small_depth": 1,
-    "large_depth": 1,
-}
+TINY = {**TINY_TRAIN_ARGS, "num_encoders": 2}
 
 
 def tiny(data, out, **kw) -> TrainConfig:
