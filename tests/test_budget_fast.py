@@ -63,6 +63,28 @@ def test_budget_plans_steps_so_the_schedule_ends_on_time():
     assert sched.lr_at(sched.warmup) == pytest.approx(1.0)
 
 
+def test_budget_replans_the_first_epoch_without_its_one_off_costs():
+    """A compiled step: the first step costs 100 s, then 0.5 s each; the end-of-epoch plan must not count the 100 s."""
+    clock = FakeClock()
+    budget = TimeBudget(1000.0, start=0.0, probe=10, skip=3, reserve_frac=0.0, clock=clock)
+    sched = WarmupCosine(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 1.0, 10**6, 0, 0.0, 0.0)
+    t_epoch = clock.t
+    for step in range(1, 201):
+        clock.t += 100.0 if step == 1 else 0.5
+        budget.on_step(step, sched)
+    clock.t += 2.0  # validation
+    budget.on_epoch(200, 200, clock.t - t_epoch, 2.0, sched)
+    left = 1000.0 - clock.t - 2.0  # less the final evaluation's reserve
+    per_step = (197 * 0.5 + 2.0) / 197  # the probe started after step 3
+    assert sched.total == 200 + int(left / per_step)
+    # the next epochs plan from their whole wall time again
+    for step in range(201, 401):
+        clock.t += 0.5
+    clock.t += 2.0
+    budget.on_epoch(400, 200, 200 * 0.5 + 2.0, 2.0, sched)
+    assert sched.total == 400 + int((1000.0 - clock.t - 2.0) / (102.0 / 200))
+
+
 def test_budget_never_plans_past_the_epoch_cap():
     clock = FakeClock()
     budget = TimeBudget(1000.0, start=0.0, probe=5, skip=0, clock=clock, max_steps=40)

@@ -82,6 +82,10 @@ class TimeBudget:
         if epoch_steps <= 0:
             return
         self.final_reserve = max(self.final_reserve, eval_seconds)
+        if self._probe_t0 is not None and step - epoch_steps <= self._probe_step0 < step:
+            # the epoch that began the run paid one-off costs (compilation, first allocations) in the steps before
+            # the probe: plan from the time since the probe began, or the schedule would end far too early
+            epoch_seconds, epoch_steps = self.clock() - self._probe_t0, step - self._probe_step0
         sec_per_step = epoch_seconds / epoch_steps  # validation and checkpoint cost spread over the epoch's steps
         old = scheduler.total
         total = max(step, self._total(step, sec_per_step))

@@ -255,6 +255,8 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
+    if cfg.compile:  # only the training step: eval mode (BatchNorm statistics, no dropout) would be a second graph
+        net = torch.compile(net)
 
     runlog, fh = None, None
     if dist.is_main:
