@@ -177,7 +177,7 @@ def test_explain_maps_and_page(client: TestClient, release: Path, tiny_cfg) -> N
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     html = page.text
     assert 'id="file"' in html and "explain" in html
-    for external in ("http://", "https://", "<link", "src=\"/"):  # every asset is inline: works offline
+    for external in ("http://", "https://", "<link", 'src="/'):  # every asset is inline: works offline
         assert external not in html
 
 

@@ -30,6 +30,7 @@ from .weights import CheckpointError, load_into, read_state_dict
 
 log = logging.getLogger("crossvit")
 
+
 def _size_from_pos_embed(sd: dict[str, Tensor], model_cfg: Any) -> tuple[int, int] | None:
     """The training resolution of a weights file, read off the S branch's position embedding (square grids)."""
     pe = sd.get("pos_embed.0")

@@ -166,4 +166,3 @@ def create_app(served: Served) -> FastAPI:
         }
 
     return app
-

@@ -1,7 +1,7 @@
 """``crossvit serve``: load a model, batch concurrent requests, serve HTTP until SIGTERM / Ctrl-C (exit 0).
 
-    crossvit serve --checkpoint runs/x/release                       # http://127.0.0.1:8000/
-    crossvit serve --checkpoint runs/x/int8 --max-batch 16           # an int8 release runs int8 (OpenVINO)
+crossvit serve --checkpoint runs/x/release                       # http://127.0.0.1:8000/
+crossvit serve --checkpoint runs/x/int8 --max-batch 16           # an int8 release runs int8 (OpenVINO)
 """
 
 from __future__ import annotations
