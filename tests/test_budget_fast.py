@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from crossvit.data.synthetic import make_image_folder
@@ -216,3 +218,24 @@ def test_distilled_training_steps_with_a_release_teacher(toy16, tmp_path):
     assert res["steps"] == 3 and math.isfinite(res["val_loss"])
     with pytest.raises(FileNotFoundError, match="--teacher"):
         train(tiny(toy16, tmp_path / "s2", teacher="timm/resnet18=/no/such/file.pth"))
+
+
+@pytest.mark.slow  # inductor compiles the tiny model's forward and backward: ~half a minute
+def test_compiled_training_step_trains_the_same_weights(toy16, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # no stale / shared compile cache
+    runs = {}
+    for comp in (False, True):
+        res = train(tiny(toy16, tmp_path / str(comp), loader="memory", crop_pad=2, batch_size=4, compile=comp))
+        assert res["complete"] and res["steps"] == 4
+        runs[comp] = load_file(str(Path(res["release_dir"]) / "model.safetensors"))
+    assert runs[False].keys() == runs[True].keys()
+    for k, v in runs[False].items():  # four AdamW steps from the same start on the same batches
+        torch.testing.assert_close(runs[True][k], v, rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_model_args_are_checked_against_the_named_model():
+    """A conv-stem override is valid for a conv-stem model (img_scale 1), not for the 240-px default's 224/240."""
+    ok = TrainConfig(model="crossvit_cifar_conv_32", model_args={"stem_dims": [32, 128]}, aa=None)
+    ok.validate()
+    with pytest.raises(ValueError, match="model_args: .*img_scale"):
+        TrainConfig(model="crossvit_small_240", model_args={"stem_dims": [32, 128]}, aa=None).validate()

@@ -299,12 +299,15 @@ class TrainConfig:
             raise ValueError("--batch-size: mixup/cutmix need at least 2 images per batch")
         if self.model_args:
             from ..config import CrossViTConfig
+            from ..registry import get_entry
 
+            try:  # on the named model's config: its fields decide what an override may combine with
+                base = get_entry(self.model).cfg
+            except ValueError:  # an unknown name is reported where the model is built, with suggestions
+                base = CrossViTConfig()
             try:
-                CrossViTConfig().replace(
-                    **{k: tuple(v) if isinstance(v, list) else v for k, v in self.model_args.items()}
-                )
-            except TypeError as e:
+                base.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.model_args.items()})
+            except (TypeError, ValueError) as e:
                 raise ValueError(f"model_args: {e}") from None
 
 

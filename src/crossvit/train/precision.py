@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 from pathlib import Path
 
 import torch
@@ -17,6 +19,24 @@ def cpu_supports_bf16() -> bool:
     except (AttributeError, RuntimeError):
         pass
     return False
+
+
+def cpu_description() -> str:
+    """'AMD EPYC (family 26 model 2; avx512_bf16 avx512_vnni), 2 logical CPUs': what decides speed, for logs."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.processor() or 'unknown CPU'}, {os.cpu_count()} logical CPUs"
+    lines = text.splitlines()
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown CPU")
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    fast = [f for f in ("amx_bf16", "avx512_bf16", "avx512_vnni") if f in flags] or ["no native bf16"]
+
+    def num(key: str) -> str:
+        return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":")[0].strip() == key), "?")
+
+    # the model name alone can be as vague as "AMD EPYC"; family 25 is Zen 3/4, 26 Zen 5, Intel 6/143 Sapphire Rapids
+    return f"{name} (family {num('cpu family')} model {num('model')}; {' '.join(fast)}), {os.cpu_count()} logical CPUs"
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:

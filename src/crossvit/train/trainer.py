@@ -41,7 +41,7 @@ from .freeze import apply_freeze, check_parts, trainable_table
 from .model_setup import arch_config, build_model
 from .multilabel import bce_criterion, evaluate_multilabel, metrics_text
 from .optim import WarmupCosine, build_optimizer
-from .precision import grad_scaler, resolve_amp
+from .precision import cpu_description, grad_scaler, resolve_amp
 from .progress import RunLog
 
 log = logging.getLogger("crossvit")
@@ -290,6 +290,9 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             dist.world,
             steps,
         )
+        if dist.device.type == "cpu":
+            log.info("cpu: %s; %d threads per process%s", cpu_description(), torch.get_num_threads(),
+                     ", compiled training step" if cfg.compile else "")  # fmt: skip
         if frozen or cfg.layer_decay is not None:
             log.info("trainable parameters:\n%s", trainable_table(model))
 
