@@ -191,6 +191,7 @@ def main() -> int:
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--precision", default=None)
     p.add_argument("--runtime", default=None)
+    p.add_argument("--server-threads", type=int, default=None, help="the server's --threads (default torch's)")
     p.add_argument("--client", choices=("auto", "wrk", "python"), default="auto", help="auto: wrk where installed")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
@@ -211,6 +212,8 @@ def main() -> int:
     for opt in ("precision", "runtime"):
         if getattr(args, opt):
             cmd += [f"--{opt}", getattr(args, opt)]
+    if args.server_threads:
+        cmd += ["--threads", str(args.server_threads)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_ready(port, proc)
@@ -258,6 +261,8 @@ def main() -> int:
         "images": len(paths),
         "clients": args.clients,
         "client": client_kind,
+        "server_threads": args.server_threads,
+        "max_wait_ms": args.max_wait_ms,
         "seconds": elapsed,
         "requests_ok": load["requests"],
         "errors": load["errors"],
