@@ -158,9 +158,10 @@ class TrainConfig:
     )
     compile: bool = _f(
         False,
-        "compile the training step with torch.compile (inductor): fuses the elementwise work around the convolutions "
-        "and attention (1.2x a step for the CIFAR models on a 2-core CPU) for a one-off ~1-2 min of compilation, "
-        "which --time-budget counts; evaluation runs the eager model",
+        "compile the training step with torch.compile (inductor), which fuses the elementwise work around the "
+        "convolutions and matrix products; whether that pays depends on the model and the CPU (crossvit benchmark "
+        "--train --compile measures it). The one-off 1-2 min of compilation counts in --time-budget; evaluation "
+        "runs the eager model",
     )
     tta: str = _f(
         "none",
