@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from PIL import Image
 from starlette.requests import Request
 
-from ..tools.images import ImageReadError, decode_image
+from ..io.images import ImageReadError, decode_image
 
 MAX_FILES = 64  # images in one multipart request
 

@@ -124,7 +124,7 @@ def evaluate(
 
     With ``branches`` also the accuracy of each branch head alone (Table 6: S-branch CLS only, L-branch CLS only).
     Counts are summed over ranks before the ratios are taken. ``model`` may also be a fast inference wrapper
-    (``crossvit.fast``), called on fp32 images. ``tta="flip"`` averages the logits of each image and its mirror.
+    (``crossvit.runtime.fast``), called on fp32 images. ``tta="flip"`` averages the logits of each image and its mirror.
     """
     if tta not in ("none", "flip"):
         raise ValueError(f"--tta must be none or flip, got {tta!r}")

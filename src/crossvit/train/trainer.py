@@ -7,10 +7,8 @@ result["top1"], result["run_dir"]
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import replace
@@ -20,26 +18,32 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..data.build import Data, build_data, describe
-from ..data.samplers import ShardSampler, train_sampler
-from ..data.tensor_loader import TensorLoader, stack_images
-from ..data.transforms import norm_stats
-from ..fast import pick_attention
-from ..hub import save_pretrained
-from ..model_card import RECIPE_KEYS
+from ..data.build import build_data, describe
+from ..io.checkpoint import (
+    find_resumable,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    verify_checkpoint,
+    weights_hash,
+)
+from ..io.hub import save_pretrained
+from ..io.model_card import RECIPE_KEYS
+from ..runtime.fast import pick_attention
 from . import distributed as D
 from .budget import TimeBudget
-from .checkpoint import find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state, verify_checkpoint
 from .config import TrainConfig, parse_duration
 from .distill import build_distillation
 from .elastic import restart_note, run_name
 from .engine import evaluate, train_one_epoch
 from .fast_step import to_fast_layout, use_fast_step
 from .freeze import apply_freeze, check_parts, trainable_table
+from .loaders import build_loaders
+from .losses import build_criterion, build_mixup
 from .model_setup import arch_config, build_model
-from .multilabel import bce_criterion, evaluate_multilabel, metrics_text
+from .multilabel import evaluate_multilabel, metrics_text
 from .optim import WarmupCosine, build_optimizer
 from .precision import grad_scaler, resolve_amp
 from .progress import RunLog
@@ -58,83 +62,6 @@ def _run_dir(cfg: TrainConfig, dist: D.DistInfo) -> Path:
     if not name:
         name = D.broadcast_object(run_name(cfg.model) if dist.is_main else None)
     return Path(cfg.output).expanduser() / name
-
-
-def _memory_loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
-    """Whole-tensor loaders (``--loader memory``): the data set decoded once, batches augmented by tensor ops."""
-    if data.iterable or not hasattr(data.train, "arrays"):
-        raise ValueError(f"--loader memory: needs an ImageFolder or the bundled digits, not {data.kind} data")
-    mean, std = norm_stats(cfg)
-
-    def make(ds, train: bool) -> TensorLoader:
-        images = stack_images(ds.arrays, describe(cfg.data))
-        labels = torch.as_tensor(ds.targets)
-        kw = dict(pad=cfg.crop_pad, hflip=cfg.hflip) if train else {}
-        return TensorLoader(
-            images, labels, cfg.batch_size, train, mean, std, seed=cfg.seed, rank=dist.rank, world=dist.world, **kw
-        )
-
-    train_dl = make(data.train, True)
-    steps = len(train_dl) // cfg.grad_accum_steps  # optimizer steps; each takes grad_accum_steps batches
-    if steps < 1:
-        raise ValueError(f"--batch-size {cfg.batch_size}: larger than the {data.train_len} training images per process")
-    val_dl = make(data.val, False) if data.val is not None else None
-    return train_dl, train_dl, steps, val_dl
-
-
-def _loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
-    if cfg.loader == "memory":
-        return _memory_loaders(cfg, data, dist)
-    workers = min(cfg.workers, num_threads_hint())  # more workers than CPUs only adds contention
-    common = {"num_workers": workers, "pin_memory": dist.device.type == "cuda"}
-    if data.iterable:
-        train_dl = DataLoader(data.train, batch_size=cfg.batch_size, drop_last=True, **common)
-        steps = data.train_len // cfg.global_batch(dist.world)
-        sampler = data.train
-    else:
-        sampler = train_sampler(data.train, dist.rank, dist.world, cfg.seed, cfg.resolved_aug_repeats())
-        train_dl = DataLoader(data.train, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, **common)
-        steps = len(train_dl) // cfg.grad_accum_steps  # optimizer steps; each takes grad_accum_steps batches
-    if steps < 1:
-        accum = f" x --grad-accum-steps {cfg.grad_accum_steps}" if cfg.grad_accum_steps > 1 else ""
-        raise ValueError(
-            f"--batch-size {cfg.batch_size}{accum}: larger than the {data.train_len} training images per "
-            f"{'process' if dist.world == 1 else f'each of {dist.world} processes'}; lower it"
-        )
-    val_dl = None
-    if data.val is not None:
-        kw = {} if data.iterable else {"sampler": ShardSampler(len(data.val), dist.rank, dist.world)}
-        val_dl = DataLoader(data.val, batch_size=cfg.batch_size, **kw, **common)
-    return train_dl, sampler, steps, val_dl
-
-
-def _criterion(cfg: TrainConfig) -> nn.Module:
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-    if cfg.resolved_loss == "bce":
-        return bce_criterion(cfg.smoothing, cfg.multi_label, cfg.mixup_active and cfg.mixup_prob > 0)
-    if cfg.mixup_active and cfg.mixup_prob > 0:
-        return SoftTargetCrossEntropy()  # smoothing is applied inside Mixup to the soft targets
-    if cfg.smoothing > 0:
-        return LabelSmoothingCrossEntropy(smoothing=cfg.smoothing)
-    return nn.CrossEntropyLoss()
-
-
-def _mixup(cfg: TrainConfig, num_classes: int):
-    if not (cfg.mixup_active and cfg.mixup_prob > 0):
-        return None
-    from timm.data import Mixup
-
-    return Mixup(
-        mixup_alpha=cfg.mixup,
-        cutmix_alpha=cfg.cutmix,
-        prob=cfg.mixup_prob,
-        switch_prob=cfg.mixup_switch_prob,
-        mode=cfg.mixup_mode,
-        label_smoothing=cfg.smoothing,
-        num_classes=num_classes,
-        multi_label=cfg.multi_label,  # mixes multi-hot targets as they are instead of one-hot encoding labels
-    )
 
 
 def _add_file_log(run_dir: Path) -> logging.Handler:
@@ -199,7 +126,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         to_fast_layout(model)
     seed_everything(cfg.seed + dist.rank)  # different augmentation per rank
 
-    train_dl, sampler, steps, val_dl = _loaders(cfg, data, dist)
+    train_dl, sampler, steps, val_dl = build_loaders(cfg, data, dist)
     lr = cfg.resolved_lr(dist.world)
     optimizer = build_optimizer(model, cfg, lr, fused=fast)
     scheduler = WarmupCosine(optimizer, lr, cfg.epochs * steps, cfg.warmup_epochs * steps, cfg.warmup_lr, cfg.min_lr)
@@ -209,7 +136,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup)
-    criterion, mixup = _criterion(cfg), _mixup(cfg, num_classes)
+    criterion, mixup = build_criterion(cfg), build_mixup(cfg, num_classes)
     criterion = build_distillation(cfg, criterion, num_classes, dist.device)
 
     start_epoch, step, best_top1 = 0, 0, -1.0
@@ -364,7 +291,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                 "epoch_s": time.perf_counter() - t0,
             }
             # every rank's RNG goes into the checkpoint, so a resumed DDP run continues each rank exactly
-            rngs = _gather_rng(dist)
+            rngs = D.gather_object(rng_state(), dist) if dist.enabled else rng_state()
             if budget is not None:  # every rank plans from its own clock; rank 0's plan is the one all follow
                 budget.on_epoch(step, step - step0, time.perf_counter() - t0, eval_s, scheduler)
                 scheduler.set_total(int(D.broadcast_object(scheduler.total if dist.is_main else None)))
@@ -405,7 +332,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
 
     if not metrics and val_dl is not None:  # nothing left to train (resumed a finished run): still report
         metrics = _validate(cfg, ema.module if ema is not None else model, val_dl, dist.device, amp)
-    hashes = _rank_hashes(model, dist)
+    hashes = D.gather_object(weights_hash(model), dist)
     if dist.is_main and dist.enabled:
         (run_dir / "ranks.json").write_text(json.dumps({"weights_sha256": hashes}, indent=2) + "\n")
         if len(set(hashes)) != 1:
@@ -454,38 +381,3 @@ def _validate(cfg: TrainConfig, model: nn.Module, val_dl, device, amp: str) -> d
     if cfg.multi_label:
         return evaluate_multilabel(model, val_dl, device, amp, cfg.threshold)
     return evaluate(model, val_dl, device, amp, tta=cfg.tta)
-
-
-def weights_hash(model: nn.Module) -> str:
-    """sha256 over every tensor of the state dict (sorted keys): equal hashes mean bit-identical weights."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _rank_hashes(model: nn.Module, dist: D.DistInfo) -> list[str]:
-    mine = weights_hash(model)
-    if not dist.enabled:
-        return [mine]
-    import torch.distributed as tdist
-
-    out: list[Any] = [None] * dist.world
-    tdist.all_gather_object(out, mine)
-    return out
-
-
-def _gather_rng(dist: D.DistInfo):
-    mine = rng_state()
-    if not dist.enabled:
-        return mine
-    import torch.distributed as tdist
-
-    out: list[Any] = [None] * dist.world
-    tdist.all_gather_object(out, mine)
-    return out
-
-
-def num_threads_hint() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
