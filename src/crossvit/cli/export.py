@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     photos = None if args.no_check else photo_batch(model, args.images)
     if fmt == "onnx":
         export_onnx(model, args.out, opset=args.opset, exporter=args.exporter)
-        import onnx
+        import onnx  # optional dependency
 
         opset = next(o.version for o in onnx.load(str(args.out)).opset_import if o.domain in ("", "ai.onnx"))
         detail = f"opset {opset}, {args.exporter} exporter"

@@ -30,7 +30,7 @@ def save_int8_release(model: nn.Module, int8: Int8Model, out: str | Path, info: 
     """Write the fp32 release of ``model`` plus ``int8``'s network into ``out`` (a new or empty folder), atomically:
     everything goes into a temporary sibling folder that is renamed into place at the end.
     """
-    import openvino as ov
+    import openvino as ov  # optional dependency
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

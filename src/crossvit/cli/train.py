@@ -12,6 +12,8 @@ import argparse
 import json
 import logging
 
+import yaml
+
 from ..train.demo import DIGITS_RECIPE
 from ..train.options import add_train_arguments, resolve
 from ..train.trainer import train
@@ -33,8 +35,6 @@ def main(args: argparse.Namespace) -> int:
     cfg = resolve(args, base=base)
     cfg.validate()
     if args.print_config:
-        import yaml
-
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
 

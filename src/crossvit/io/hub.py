@@ -59,7 +59,7 @@ def save_pretrained(
     ``extra`` entries go into config.json; ``extra["training"]`` (the trainer writes it) is the run's recipe and
     accuracy that the card states. ``card_source``: where the card's usage snippet loads from (default save_dir).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # loaded on first use (slow import)
 
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ def read_state_dict(path: str | Path, use_ema: bool = False) -> dict[str, Tensor
     if not path.is_file():
         raise CheckpointError(f"{path}: no such weights file")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # loaded on first use (slow import)
 
         try:
             obj: object = load_file(str(path), device="cpu")
@@ -156,7 +156,7 @@ def _adapt_input_convs(sd: dict[str, Tensor], target: dict[str, Tensor], source:
     """Fit the first convolution of each branch to the model's channel count, in place (timm's adapt_input_conv:
     summed over the input channels for 1, repeated and scaled by 3 / C for C channels), so the weights of a model
     trained on RGB start a grey-scale or multispectral model instead of being refused."""
-    from timm.models import adapt_input_conv
+    from timm.models import adapt_input_conv  # loaded on first use (slow import)
 
     for k in [k for k in sd if _FIRST_CONV.match(k) and k in target]:
         w, want = sd[k], target[k]
@@ -183,7 +183,7 @@ def download_pretrained(hf_hub_id: str | None, url: str | None, cache_dir: str |
     errors = []
     if hf_hub_id:
         try:
-            from huggingface_hub import hf_hub_download
+            from huggingface_hub import hf_hub_download  # loaded on first use (slow import)
 
             return Path(hf_hub_download(hf_hub_id, "model.safetensors", cache_dir=cache_dir))
         except Exception as e:  # noqa: BLE001 - fall through to the next source

@@ -12,6 +12,7 @@ we spell them out instead. Branch 0 is always the S branch, branch 1 the L branc
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -182,8 +183,6 @@ class CrossViTConfig:
     def replace(self, **changes: Any) -> CrossViTConfig:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            import difflib
-
             names = [f.name for f in dataclasses.fields(self)]
             hints = [
                 f"{u} (did you mean {', '.join(difflib.get_close_matches(u, names, 2)) or 'nothing close'}?)"

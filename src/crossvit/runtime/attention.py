@@ -136,10 +136,10 @@ def draw_branch(
     dpi: int = 100,
 ) -> Path:
     """One row per cross-attention module of ``branch``: head mean, then each head."""
-    import matplotlib
+    import matplotlib  # loaded on first use (slow import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded on first use (slow import)
 
     own = [m for m in maps if m.branch == branch]
     heads = own[0].patches.shape[0]
@@ -167,10 +167,10 @@ def draw_summary(
     dpi: int = 100,
 ) -> Path:
     """Both branches: the image, the head mean at every module, and the rollout."""
-    import matplotlib
+    import matplotlib  # loaded on first use (slow import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded on first use (slow import)
 
     per = [[m for m in maps if m.branch == b] for b in range(2)]
     cols = 2 + max(len(p) for p in per)

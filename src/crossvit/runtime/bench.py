@@ -66,7 +66,7 @@ def _rss() -> int:
     try:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:  # not Linux
-        import psutil
+        import psutil  # optional dependency
 
         return psutil.Process().memory_info().rss
 

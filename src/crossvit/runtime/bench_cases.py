@@ -48,7 +48,7 @@ def build_models(
 
 
 def _timm_model(cfg) -> nn.Module:  # noqa: ANN001 - CrossViTConfig
-    from timm.models.crossvit import CrossVit
+    from timm.models.crossvit import CrossVit  # loaded on first use (slow import)
 
     if cfg.fusion != "cross_attn" or not cfg.cls_token or cfg.cross_reattend:
         raise ValueError("timm has only the released CrossViT (cross-attention fusion with CLS tokens)")
@@ -110,7 +110,7 @@ def inference_cases(
                 return lambda x: _autocast_call(m, x, dtype, device)
             m = m.to(dtype)
             if how == "compile":
-                import torch._inductor.config as inductor_config
+                import torch._inductor.config as inductor_config  # loaded on first use (slow import)
 
                 inductor_config.freezing = True
                 m = torch.compile(m, dynamic=False)
@@ -204,7 +204,7 @@ def _autocast_call(m: nn.Module, x: torch.Tensor, dtype: torch.dtype, device: to
 
 def _ort_case(ref: nn.Module, size: tuple[int, int], threads: int, once: Callable) -> Callable:
     def build() -> object:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional dependency
 
         path = Path(tempfile.mkdtemp(prefix="crossvit-bench-")) / "timm.onnx"
         x = torch.randn(1, 3, *size)
@@ -230,7 +230,7 @@ def _ort_case(ref: nn.Module, size: tuple[int, int], threads: int, once: Callabl
 
 def _ov_case(ref: nn.Module, size: tuple[int, int], prec: str, threads: int, once: Callable) -> Callable:
     def convert() -> object:
-        import openvino as ov
+        import openvino as ov  # optional dependency
 
         with torch.no_grad():
             return ov.convert_model(copy.deepcopy(ref).eval(), example_input=torch.randn(1, 3, *size))

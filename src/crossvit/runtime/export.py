@@ -82,7 +82,7 @@ def export_onnx(
 
     ``opset`` defaults to 17 for the TorchScript-based exporter and 18 (its minimum) for the dynamo one.
     """
-    import onnx
+    import onnx  # optional dependency
 
     opset = opset or (18 if exporter == "dynamo" else 17)
     if opset < MIN_OPSET:
@@ -137,7 +137,7 @@ def export_torchscript(model: CrossViT, out: str | Path, batch: int = 2) -> Path
 
 def resize_nodes(path: str | Path) -> list[dict[str, Any]]:
     """Attributes of every ONNX Resize node (mode, cubic_coeff_a, coordinate_transformation_mode)."""
-    import onnx
+    import onnx  # optional dependency
 
     found = []
     for node in onnx.load(str(path)).graph.node:
@@ -156,7 +156,7 @@ class Runner:
     def __init__(self, path: str | Path, fmt: str) -> None:
         self.fmt = fmt
         if fmt == "onnx":
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional dependency
 
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
@@ -193,7 +193,7 @@ def photo_batch(model: CrossViT, images: list[str] | None = None) -> tuple[Tenso
     if images:
         return torch.stack([tf(as_pil(p)) for p in images]), [Path(p).name for p in images]
     try:
-        import skimage.data
+        import skimage.data  # optional dependency
     except ImportError:
         return None
     pics = [as_pil(getattr(skimage.data, n)()) for n in SAMPLE_PHOTOS]

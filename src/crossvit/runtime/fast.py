@@ -117,7 +117,7 @@ def to_inference(
     device = next(model.parameters()).device
     _set_attention(model, pick_attention(device, precision, False) if attention == "auto" else attention)
     if compile:
-        import torch._inductor.config as inductor_config
+        import torch._inductor.config as inductor_config  # loaded on first use (slow import)
 
         # Freezing treats parameters as constants: constant folding and oneDNN weight pre-packing on CPU. It only
         # applies to graphs compiled without autograd, i.e. to inference; training compiles are unaffected.

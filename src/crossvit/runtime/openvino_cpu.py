@@ -76,7 +76,7 @@ def same_sigaltstack() -> Iterator[None]:
 def core() -> Any:
     """The process's one ``openvino.Core`` (created on first use)."""
     try:
-        import openvino as ov
+        import openvino as ov  # optional dependency
     except ImportError as e:
         raise ValueError("runtime 'openvino' needs the openvino package: pip install openvino") from e
     with same_sigaltstack():
@@ -96,7 +96,7 @@ def routed_core() -> Iterator[None]:
     Libraries that build their own Core per call (NNCF does, for calibration statistics and CPU detection) would
     otherwise create and free Cores in an order of their choosing, which is the crash this module avoids.
     """
-    import openvino as ov
+    import openvino as ov  # optional dependency
 
     shared = core()
     original = ov.Core
@@ -110,7 +110,7 @@ def routed_core() -> Iterator[None]:
 
 def convert(model: Any) -> Any:
     """``openvino.convert_model`` of an fp32 CrossViT traced at batch 1 (each :class:`Network` reshapes it)."""
-    import openvino as ov
+    import openvino as ov  # optional dependency
 
     example = torch.zeros(1, model.cfg.in_chans, *model.cfg.img_size)
     with torch.no_grad(), warnings.catch_warnings():

@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from ..data.digits import digits_datasets
 from ..data.transforms import eval_transform
 from ..io.hub import from_pretrained
@@ -102,8 +104,6 @@ def run_demo(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Train, validate and predict on the bundled digits; returns train()'s result plus ``predictions``."""
-    import torch
-
     over: dict[str, Any] = {"output": output, "seed": seed}
     over["experiment"] = experiment or f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     if epochs is not None:

@@ -10,6 +10,7 @@ from .multilabel import bce_criterion
 
 def build_criterion(cfg: TrainConfig) -> nn.Module:
     """The training loss: soft-target CE under mixup, label smoothing, or BCE for multi-label runs."""
+    # loaded on first use (slow import)
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
     if cfg.resolved_loss == "bce":
@@ -25,7 +26,7 @@ def build_mixup(cfg: TrainConfig, num_classes: int):
     """timm's Mixup / CutMix for the batches, or None when the recipe has none."""
     if not (cfg.mixup_active and cfg.mixup_prob > 0):
         return None
-    from timm.data import Mixup
+    from timm.data import Mixup  # loaded on first use (slow import)
 
     return Mixup(
         mixup_alpha=cfg.mixup,

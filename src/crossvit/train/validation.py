@@ -134,10 +134,10 @@ def validate(
 
 
 def plot_confusion(conf: torch.Tensor, names: list[str], path: Path) -> Path:
-    import matplotlib
+    import matplotlib  # loaded on first use (slow import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded on first use (slow import)
 
     k = len(names)
     size = min(20, 2 + 0.4 * k)
