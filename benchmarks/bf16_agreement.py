@@ -1,7 +1,7 @@
 """Do bf16 fast paths predict what fp32 predicts, on real images with trained weights?
 
 No pretrained weights can be downloaded here, so this trains the CIFAR-size CrossViT of the benchmark
-(crossvit.tools.benchmark.CIFAR, 1.7 M params) for a few minutes on CIFAR-10 (or loads a checkpoint), then
+(crossvit.cli.benchmark.CIFAR, 1.7 M params) for a few minutes on CIFAR-10 (or loads a checkpoint), then
 compares top-1 of fp32 eager against each bf16 path on held-out images (the last N of every class).
 
     python benchmarks/bf16_agreement.py --data ../shared/datasets/cifar10/train --minutes 6 --json bf16.json
@@ -24,8 +24,8 @@ from PIL import Image
 from torch import nn
 
 import crossvit
-from crossvit.fast import to_inference
-from crossvit.tools.benchmark import CIFAR
+from crossvit.cli.benchmark import CIFAR
+from crossvit.runtime.fast import to_inference
 
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
 STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)

@@ -4,12 +4,12 @@
     nohup nice -n 5 python benchmarks/cifar10_runs.py queue --deadline 13:00 > runs/cifar10/queue.log 2>&1 &
     python benchmarks/cifar10_runs.py one --model crossvit_cifar_36 --seed 0     # a single run (resumes)
     python benchmarks/cifar10_runs.py speed --threads 2                         # img/s on the idle machine
-    crossvit results runs/cifar10 --out docs/results-cifar10.md                 # the table and the curves
+    python benchmarks/results_page.py runs/cifar10 --out docs/results-cifar10.md   # the table and the curves
 
     # the middle budget: 10 epochs over all 48,000 training images (same 2,000-image validation split)
     python benchmarks/cifar10_runs.py --budget mid prepare
     python benchmarks/cifar10_runs.py --budget mid one --model crossvit_cifar_36 --seed 0
-    crossvit results runs/cifar10-mid --out docs/results-cifar10-mid.md
+    python benchmarks/results_page.py runs/cifar10-mid --out docs/results-cifar10-mid.md
 
 Each run is ``crossvit.train.train`` on ``configs/cifar10.yaml`` with --model/--seed/--experiment changed, in its own
 process; the run dir (runs/cifar10/<model>-s<seed>) holds config.yaml, summary.csv, last.pth, release/, and what this
@@ -102,12 +102,12 @@ def one(model: str, seed: int, threads: int) -> int:
         threads = 1
     torch.set_num_threads(threads)
     from crossvit.data.build import build_data
-    from crossvit.hub import from_pretrained
+    from crossvit.io.hub import from_pretrained
     from crossvit.train import trainer
     from crossvit.train.config import load_yaml, resolve
     from crossvit.train.engine import evaluate
 
-    # bf16 training on CPU: explicit-matmul attention (the SDPA backward is the slow path), see crossvit.fast
+    # bf16 training on CPU: explicit-matmul attention (the SDPA backward is the slow path), see crossvit.runtime.fast
     build = trainer.build_model
 
     def build_math(cfg, num_classes):

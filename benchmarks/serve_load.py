@@ -51,9 +51,9 @@ def cpu_name() -> str:
 
 def baseline(checkpoint: str, paths: list[Path], batch: int, precision: str | None, runtime: str | None) -> dict:
     """img/s of ``crossvit predict``'s path (decode + preprocess + batched forward) over ``paths``."""
-    from crossvit.fast import to_inference
-    from crossvit.inference import load_model, predict
-    from crossvit.int8 import pick_precision
+    from crossvit.runtime.fast import to_inference
+    from crossvit.runtime.inference import load_model, predict
+    from crossvit.runtime.int8 import pick_precision
 
     model = load_model(checkpoint)
     precision, runtime = pick_precision(model, precision, runtime)
@@ -136,8 +136,8 @@ end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    "WRKJSON {\"requests\": %%d, \"duration_us\": %%d, \"p50_us\": %%.1f, \"p99_us\": %%.1f, " ..
-    "\"connect\": %%d, \"read\": %%d, \"write\": %%d, \"status\": %%d, \"timeout\": %%d}\n",
+    'WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%.1f, "p99_us": %%.1f, ' ..
+    '"connect": %%d, "read": %%d, "write": %%d, "status": %%d, "timeout": %%d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     e.connect, e.read, e.write, e.status, e.timeout))
 end
@@ -152,8 +152,10 @@ def run_wrk(port: int, paths: list[Path], clients: int, seconds: float) -> dict:
         script.write_text(lua)
         cmd = ["wrk", "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{seconds:g}s", "--timeout", "60s",
                "-s", str(script), f"http://127.0.0.1:{port}/"]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
+        res = subprocess.run(cmd, capture_output=True, text=True)
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if res.returncode or line is None:
+        raise RuntimeError(f"wrk failed (exit {res.returncode}): {(res.stdout + res.stderr)[-1500:]}")
     r = json.loads(line[len("WRKJSON ") :])
     kinds = ("connect", "read", "write", "status", "timeout")
     return {"requests": r["requests"] - r["status"], "errors": sum(r[k] for k in kinds),
@@ -196,7 +198,7 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
 
-    from crossvit.tools.images import expand_paths
+    from crossvit.io.images import expand_paths
 
     paths = expand_paths([args.images])[: args.limit]
     if not paths:

@@ -11,8 +11,8 @@ from PIL import Image
 import crossvit
 from conftest import TINY_ARGS
 from crossvit.cli import main as cli
-from crossvit.layers import CrossAttention
-from crossvit.tools.attention import CrossMap, cross_attention_maps, rollout
+from crossvit.models.layers import CrossAttention
+from crossvit.runtime.attention import CrossMap, cross_attention_maps, rollout
 
 
 def tiny(**kw) -> crossvit.CrossViT:

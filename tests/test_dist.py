@@ -13,7 +13,7 @@ import yaml
 
 from conftest import TINY_TRAIN_ARGS
 from crossvit.data.synthetic import make_image_folder
-from crossvit.train.checkpoint import load_checkpoint
+from crossvit.io.checkpoint import load_checkpoint
 
 TINY = TINY_TRAIN_ARGS
 

@@ -20,7 +20,7 @@ import yaml
 
 from conftest import TINY_TRAIN_ARGS
 from crossvit.data.synthetic import make_image_folder
-from crossvit.train.checkpoint import load_checkpoint, verify_checkpoint
+from crossvit.io.checkpoint import load_checkpoint, verify_checkpoint
 
 pytestmark = [
     pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available"),

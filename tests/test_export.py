@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import crossvit
 from conftest import TINY_ARGS
 from crossvit.cli import main as cli
-from crossvit.tools.export import (
+from crossvit.runtime.export import (
     Runner,
     check_export,
     check_format,

@@ -16,8 +16,8 @@ from torch import nn
 
 import crossvit
 from conftest import NATIVE_BF16
-from crossvit.fast import InferenceModel, pick_attention, prepare_training, to_inference
-from crossvit.tools import benchmark
+from crossvit.runtime import bench, bench_cases
+from crossvit.runtime.fast import InferenceModel, pick_attention, prepare_training, to_inference
 
 TINY = crossvit.CrossViTConfig(
     img_size=32,
@@ -113,10 +113,11 @@ def test_compiled_inference_matches_eager(tiny: nn.Module, tmp_path, monkeypatch
 
 def test_benchmark_timm_twin_has_identical_logits() -> None:
     # The benchmark's timm peer for a config (here the CIFAR-size one) is the same network with the same weights.
-    ours, ref = benchmark.build_models("cifar", use_timm=True, drop_path=0.0)
+    ours, ref = bench_cases.build_models("cifar", use_timm=True, drop_path=0.0)
+    assert ours.cfg == crossvit.get_entry("crossvit_cifar_36").cfg.replace(drop_path_rate=0.0)  # the registry model
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
     assert ours.cfg.num_patches == (144, 64)
-    x = _images(2)
+    x = torch.randn(2, 3, *ours.cfg.img_size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (ours.eval()(x) - ref.eval()(x)).abs().max() <= 1e-5
 
@@ -154,9 +155,9 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys) -> None:
 def test_gemm_peak_is_sized_to_the_cpu(monkeypatch) -> None:
     # n ~ cube root of (0.2 s x rate / 2), in steps of 256: no bf16 units (1.3 GFLOP/s) -> 256; 39 GFLOP/s -> 1536.
     for gflops, n in ((1.3, 256), (39.0, 1536), (2000.0, 2048)):
-        monkeypatch.setattr(benchmark, "gemm_gflops", lambda dtype, device, size, g=gflops: g)
-        assert benchmark.gemm_size(torch.bfloat16, torch.device("cpu")) == n
-    assert benchmark.gemm_size(torch.bfloat16, torch.device("cuda")) == 8192
+        monkeypatch.setattr(bench, "gemm_gflops", lambda dtype, device, size, g=gflops: g)
+        assert bench.gemm_size(torch.bfloat16, torch.device("cpu")) == n
+    assert bench.gemm_size(torch.bfloat16, torch.device("cuda")) == 8192
 
 
 def test_benchmark_train_mode_runs(tmp_path) -> None:
@@ -198,7 +199,7 @@ def test_peak_memory_sees_an_allocation() -> None:
         t = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
         t.add_(1)
 
-    assert benchmark.peak_memory_mb(alloc, torch.device("cpu")) > 40
+    assert bench.peak_memory_mb(alloc, torch.device("cpu")) > 40
 
 
 def test_openvino_runtime_gives_torch_logits(tiny: nn.Module) -> None:
@@ -232,7 +233,7 @@ def test_openvino_leaves_the_alternate_signal_stack_usable(tiny: nn.Module) -> N
     import gc
     import signal
 
-    from crossvit.openvino_cpu import sigaltstack
+    from crossvit.runtime.openvino_cpu import sigaltstack
 
     before = sigaltstack()
     assert before is not None

@@ -1,4 +1,4 @@
-"""`crossvit info` against the paper's tables (the figures live in crossvit.paper, with their table of origin)."""
+"""`crossvit info` against the paper's tables (the figures live in crossvit.models.paper, with their table)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from crossvit.cli import main
-from crossvit.paper import PAPER
+from crossvit.models.paper import PAPER
 
 # Only the paper's one-decimal rounding separates these from the 1.5 % target (1.84 G printed 1.8, 1.56 G
 # printed 1.6); timm's own counter gives 1.85 and 1.57 for the same models.
@@ -41,7 +41,7 @@ def test_info_flops_include_attention(capsys) -> None:
     """SDPA hides attention matmuls from FLOP counters; ours must count them. CrossViT-15 at 408 vs 240 px:
     the linear layers scale with tokens, attention with tokens squared, so the ratio exceeds the token ratio."""
     from crossvit import create_model
-    from crossvit.tools.flops import count_macs
+    from crossvit.models.flops import count_macs
 
     small = count_macs(create_model("crossvit_15_240"))
     big = count_macs(create_model("crossvit_15_240", img_size=408))

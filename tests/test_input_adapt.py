@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from crossvit import create_model
-from crossvit.hub import from_pretrained, save_pretrained
+from crossvit.io.hub import from_pretrained, save_pretrained
 
 
 def _weights(tmp_path, model) -> str:
@@ -55,7 +55,7 @@ def test_dynamic_size_matches_a_model_built_for_the_new_size(tiny_cfg):
     """At another size the dynamic model is the fixed model of that size with bicubic-resized pos-embeds."""
     dyn = create_model(tiny_cfg, dynamic_img_size=True).eval()
     big = create_model(tiny_cfg, img_size=96).eval()
-    from crossvit.weights import load_into
+    from crossvit.io.weights import load_into
 
     load_into(big, dyn.state_dict())  # resizes the position embeddings on load
     x = torch.randn(1, 3, 96, 96)

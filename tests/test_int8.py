@@ -13,7 +13,7 @@ from PIL import Image
 
 import crossvit
 from crossvit.cli import main as cli_main
-from crossvit.fast import to_inference
+from crossvit.runtime.fast import to_inference
 
 pytest.importorskip("nncf")
 pytest.importorskip("openvino")
@@ -77,7 +77,7 @@ def test_tools_load_the_int8_release(int8_release, capsys) -> None:
     assert cli_main(["predict", str(img), "--checkpoint", str(out), "--format", "json", "--topk", "2"]) == 0
     got = json.loads(capsys.readouterr().out)[0]["topk"]
     model = crossvit.from_pretrained(out)
-    want = crossvit.inference.predict(to_inference(model, "int8", runtime="openvino"), img, topk=2)[0]
+    want = crossvit.runtime.inference.predict(to_inference(model, "int8", runtime="openvino"), img, topk=2)[0]
     assert [t["label"] for t in got] == [lab for lab, _ in want.topk]
     assert cli_main(["validate", str(out), str(calib), "-j", "0", "--out-dir", str(out.parent / "val")]) == 0
     text = capsys.readouterr().out
@@ -101,7 +101,9 @@ def test_int8_serve_metadata(int8_release) -> None:
         data = sorted(calib.rglob("*.png"))[0].read_bytes()
         answer = c.post("/predict?top_k=1", content=data).json()
     model = crossvit.from_pretrained(out)
-    want = crossvit.inference.predict(to_inference(model, "int8", runtime="openvino"), Image.open(io.BytesIO(data)))
+    want = crossvit.runtime.inference.predict(
+        to_inference(model, "int8", runtime="openvino"), Image.open(io.BytesIO(data))
+    )
     assert answer[0]["label"] == want[0].label
     assert answer[0]["score"] == pytest.approx(want[0].topk[0][1], abs=1e-4)
 

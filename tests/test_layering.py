@@ -82,8 +82,10 @@ def test_cycle_finder_finds_a_planted_cycle() -> None:
 
 def test_edges_see_relative_and_function_level_imports() -> None:
     edges = import_edges()
-    assert ("crossvit.config", False) in edges["crossvit.model"]  # ``from .config import ...`` at the top
-    assert ("crossvit.layers.attention", False) in edges["crossvit.layers.block"]  # ``from .attention import``
+    assert ("crossvit.models.config", False) in edges["crossvit.models.model"]  # ``from .config import ...`` at the top
+    assert ("crossvit.models.layers.attention", False) in edges[
+        "crossvit.models.layers.block"
+    ]  # ``from .attention import``
     assert any(inner for deps in edges.values() for _, inner in deps)  # lazy imports exist and are seen
 
 
@@ -92,3 +94,44 @@ def test_internal_imports_have_no_cycle() -> None:
     graph = {m: {t for t, _ in deps} for m, deps in edges.items()}
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+# Packages from the bottom up: a module may import its own package and the packages before it, never one after.
+LAYERS = ("models", "io", "runtime", "data", "train", "serve", "cli")
+# The only module allowed function-level imports of the package: the server's command builds the FastAPI app only
+# when it starts, because fastapi is an optional dependency (``pip install crossvit[serve]``).
+LAZY_ALLOWED = {"crossvit.serve.cli"}
+
+
+def _layer(mod: str) -> int | None:
+    parts = mod.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_module_sits_in_a_layer() -> None:
+    loose = [m for m in _modules() if _layer(m) is None and m not in ("crossvit", "crossvit.__main__")]
+    assert not loose, f"modules outside the layer packages {LAYERS}: {loose}"
+
+
+def test_lower_layers_never_import_higher_ones() -> None:
+    bad = [
+        f"{m} ({LAYERS[_layer(m)]}) imports {t}"
+        for m, deps in import_edges().items()
+        if _layer(m) is not None
+        for t, _ in deps
+        if t == "crossvit" or (_layer(t) is not None and _layer(t) > _layer(m))
+    ]
+    assert not bad, "upward imports:\n" + "\n".join(sorted(bad))
+
+
+def test_layers_rank_packages_bottom_up() -> None:
+    assert _layer("crossvit.models.layers.block") == _layer("crossvit.models.model") < _layer("crossvit.io.hub")
+    assert _layer("crossvit.runtime.fast") < _layer("crossvit.train.trainer") < _layer("crossvit.cli.main")
+    assert _layer("crossvit") is None and _layer("crossvit.__main__") is None
+
+
+def test_function_level_imports_only_where_a_dependency_is_optional() -> None:
+    lazy = sorted(
+        f"{m} -> {t}" for m, deps in import_edges().items() for t, inner in deps if inner and m not in LAZY_ALLOWED
+    )
+    assert not lazy, "function-level imports of crossvit modules:\n" + "\n".join(lazy)

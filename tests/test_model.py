@@ -7,8 +7,8 @@ import torch
 
 import crossvit
 from crossvit import CrossViT, CrossViTConfig
-from crossvit.layers.attention import CrossAttention
-from crossvit.layers.block import Block
+from crossvit.models.layers.attention import CrossAttention
+from crossvit.models.layers.block import Block
 
 ALL = crossvit.list_models()
 
@@ -233,9 +233,9 @@ def test_fusion_names_come_from_one_list(tiny_cfg) -> None:
     """The config's type, the scheme classes and the registered ablations all derive from config.FUSIONS."""
     from typing import get_args
 
-    from crossvit.config import FUSIONS, FusionKind
-    from crossvit.fusion import ENCODERS
-    from crossvit.registry import ABLATION_FUSIONS, fusion_tag
+    from crossvit.models.config import FUSIONS, FusionKind
+    from crossvit.models.fusion import ENCODERS
+    from crossvit.models.registry import ABLATION_FUSIONS, fusion_tag
 
     assert FUSIONS == get_args(FusionKind) == tuple(ENCODERS) and "cross_attn" not in ABLATION_FUSIONS
     names = set(crossvit.list_models())

@@ -15,9 +15,9 @@ from huggingface_hub import ModelCard
 
 import crossvit
 from crossvit.data.synthetic import make_image_folder
-from crossvit.model_card import usage_code
-from crossvit.registry import get_pretrained_cfg
-from crossvit.tools.flops import count_macs, count_params
+from crossvit.io.model_card import usage_code
+from crossvit.models.flops import count_macs, count_params
+from crossvit.models.registry import get_pretrained_cfg
 from crossvit.train import TrainConfig, train
 
 TINY = dict(

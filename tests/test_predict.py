@@ -1,4 +1,4 @@
-"""crossvit.inference.predict / load_model and the ``crossvit predict`` command, on a tiny model and real photos."""
+"""crossvit.runtime.inference.predict / load_model and ``crossvit predict``, on a tiny model and real photos."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from PIL import Image
 import crossvit
 from conftest import TINY_ARGS
 from crossvit.cli import main as cli
-from crossvit.inference import Prediction, load_model, predict
-from crossvit.tools.images import ImageReadError, expand_paths, load_image
+from crossvit.io.images import ImageReadError, expand_paths, load_image
+from crossvit.runtime.inference import Prediction, load_model, predict
 
 LABELS = ["cat", "astronaut", "coffee"]
 

@@ -26,14 +26,14 @@ import torch
 
 import crossvit
 from badimages import TINY_MODEL_ARGS, TINY_TRAIN, make_image_folder, record
-from crossvit.train import checkpoint as C
-from crossvit.weights import CheckpointError, read_state_dict
+from crossvit.io import checkpoint as C
+from crossvit.io.weights import CheckpointError, read_state_dict
 
 DRIVER = textwrap.dedent(
     """
     import os, signal, sys
     import torch
-    from crossvit.train import checkpoint as C
+    from crossvit.io import checkpoint as C
 
     torch.set_num_threads(1)
     run, mib = sys.argv[1], int(sys.argv[2])
@@ -346,7 +346,7 @@ def test_the_payload_is_live(tmp_path):
 
 
 def _loaders(tmp_path: Path, marker: Path):
-    from crossvit.inference import load_model
+    from crossvit.runtime.inference import load_model
     from crossvit.train import TrainConfig, finetune_config, train
 
     plain = evil_file(tmp_path / "evil.pth", marker)

@@ -23,8 +23,8 @@ import torch.distributed as dist
 import yaml
 
 from badimages import TINY_TRAIN, make_image_folder, record
+from crossvit.io import checkpoint as C
 from crossvit.train import TrainConfig, train
-from crossvit.train import checkpoint as C
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 

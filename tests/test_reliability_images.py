@@ -30,8 +30,8 @@ from badimages import (
     restore_permissions,
 )
 from crossvit.cli import main as cli
-from crossvit.data import images as data_images
-from crossvit.tools import images as tool_images
+from crossvit.io import images as data_images
+from crossvit.io import images as tool_images
 
 READERS = {
     "data": (data_images.load_image, data_images.BadImageError),

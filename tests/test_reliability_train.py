@@ -15,10 +15,10 @@ from torch import nn
 
 from badimages import TINY_MODEL_ARGS, TINY_TRAIN, make_image_folder, record
 from crossvit.cli import main as cli
+from crossvit.io import checkpoint as C
 from crossvit.train import TrainConfig, train
-from crossvit.train import checkpoint as C
 from crossvit.train import trainer as T
-from crossvit.train.config import load_yaml
+from crossvit.train.options import load_yaml
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ class NaNAt(nn.Module):
 
 
 def test_nan_loss_stops_naming_step_and_lr_and_keeps_last_checkpoint(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "_criterion", lambda c: NaNAt({3}))  # epoch 2, its first step: global step 3
+    monkeypatch.setattr(T, "build_criterion", lambda c: NaNAt({3}))  # epoch 2, its first step: global step 3
     with pytest.raises(FloatingPointError) as e:
         train(cfg(data, tmp_path, epochs=3))
     msg = str(e.value)
@@ -56,14 +56,14 @@ def test_nan_loss_stops_naming_step_and_lr_and_keeps_last_checkpoint(data, tmp_p
     st = C.load_checkpoint(run / "last.pth")  # epoch 1 is intact and verified
     assert st["epoch"] == 1 and st["step"] == 2
     assert all(torch.isfinite(v).all() for v in st["model"].values() if v.is_floating_point())
-    monkeypatch.setattr(T, "_criterion", lambda c: nn.CrossEntropyLoss())
+    monkeypatch.setattr(T, "build_criterion", lambda c: nn.CrossEntropyLoss())
     r = train(cfg(data, tmp_path, epochs=3, resume="auto"))  # and the run continues from it
     assert r["steps"] == 6 and C.load_checkpoint(run / "last.pth")["epoch"] == 3
     record("numbers", "NaN loss at global step 3", 1, 1, note="stopped naming step and lr; epoch-1 checkpoint resumed")
 
 
 def test_inf_loss_too(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "_criterion", lambda c: NaNAt({1}, float("inf")))
+    monkeypatch.setattr(T, "build_criterion", lambda c: NaNAt({1}, float("inf")))
     with pytest.raises(FloatingPointError, match=r"loss is inf at epoch 1 step 1 \(global step 1\) with lr 0.001"):
         train(cfg(data, tmp_path))
     assert not (tmp_path / "run" / "last.pth").exists()
@@ -72,14 +72,14 @@ def test_inf_loss_too(data, tmp_path, monkeypatch):
 
 def test_skip_nonfinite_skips_up_to_the_limit(data, tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.WARNING, logger="crossvit")
-    monkeypatch.setattr(T, "_criterion", lambda c: NaNAt({2, 3}))
+    monkeypatch.setattr(T, "build_criterion", lambda c: NaNAt({2, 3}))
     r = train(cfg(data, tmp_path, epochs=2, skip_nonfinite=2, experiment="ok"))
     assert r["steps"] == 4  # skipped steps still count, so the schedule stays aligned
     # no NaN reached the weights: the bad steps made no update
     assert all(torch.isfinite(v).all() for v in r["model"].state_dict().values() if v.is_floating_point())
     skipped = [rec.getMessage() for rec in caplog.records if "step skipped" in rec.getMessage()]
     assert len(skipped) == 2 and "global step 3" in skipped[1] and "allows 0 more" in skipped[1], skipped
-    monkeypatch.setattr(T, "_criterion", lambda c: NaNAt({2, 3, 4}))  # one more than allowed, across epochs
+    monkeypatch.setattr(T, "build_criterion", lambda c: NaNAt({2, 3, 4}))  # one more than allowed, across epochs
     with pytest.raises(FloatingPointError, match=r"epoch 2 step 2 \(global step 4\)"):
         train(cfg(data, tmp_path, epochs=2, skip_nonfinite=2, experiment="over"))
     record("numbers", "--skip-nonfinite 2 with 2, then 3 NaN steps", 2, 2, note="2 skipped (weights finite); 3rd stops")

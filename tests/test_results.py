@@ -1,19 +1,27 @@
-"""``crossvit results`` on fake run directories: the table's figures, the verdicts, the PNGs, the release copy, errors.
+"""benchmarks/results_page.py on fake run directories: the table's figures, the verdicts, the PNGs, the release, errors.
 
 Golden values are computed here by hand (mean / sample std of two seeds, binomial standard error), not by the module.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from crossvit.cli import main as cli_main
-from crossvit.tools import results as R
+# The results page is an experiment script, outside the package: load it from its file.
+_spec = importlib.util.spec_from_file_location(
+    "results_page", Path(__file__).parents[1] / "benchmarks" / "results_page.py"
+)
+R = importlib.util.module_from_spec(_spec)
+sys.modules["results_page"] = R  # dataclasses look their module up there
+_spec.loader.exec_module(R)
+
 
 CROSS, SINGLE, NONE = "crossvit_cifar_36", "crossvit_cifar_single_36", "crossvit_cifar_fuse_none_36"
 
@@ -129,7 +137,7 @@ def test_verdict_direction(tmp_path: Path) -> None:
 def test_cli_writes_page_pngs_and_release(runs_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "docs" / "results.md"
     rel = tmp_path / "releases" / "cifar10"
-    assert cli_main(["results", str(runs_dir), "--out", str(out), "--release", str(rel)]) == 0
+    assert R.run([str(runs_dir), "--out", str(out), "--release", str(rel)]) == 0
     md = out.read_text()
     assert "![validation top-1 per epoch](img/cifar10/top1.png)" in md
     for name in ("top1.png", "train_loss.png"):
@@ -141,10 +149,10 @@ def test_cli_writes_page_pngs_and_release(runs_dir: Path, tmp_path: Path) -> Non
 
 def test_release_model(runs_dir: Path, tmp_path: Path) -> None:
     out, rel = tmp_path / "r.md", tmp_path / "rel"
-    args = ["results", str(runs_dir), "--out", str(out), "--release", str(rel), "--release-model", NONE]
-    assert cli_main(args) == 0
+    args = [str(runs_dir), "--out", str(out), "--release", str(rel), "--release-model", NONE]
+    assert R.run(args) == 0
     assert f"run `{NONE}-s0`" in out.read_text() and "best complete run of this model" in out.read_text()
-    assert cli_main([*args[:-1], "crossvit_cifar_fuse_clstoken_36"]) == 2  # its only run was interrupted
+    assert R.run([*args[:-1], "crossvit_cifar_fuse_clstoken_36"]) == 2  # its only run was interrupted
 
 
 def test_release_too_big(tmp_path: Path) -> None:
@@ -155,7 +163,7 @@ def test_release_too_big(tmp_path: Path) -> None:
 
 
 def test_bad_input(tmp_path: Path, capsys) -> None:
-    assert cli_main(["results", str(tmp_path / "nope"), "--out", str(tmp_path / "o.md")]) == 2
+    assert R.run([str(tmp_path / "nope"), "--out", str(tmp_path / "o.md")]) == 2
     assert "nope: no such runs directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no run directories"):

@@ -22,7 +22,7 @@ from PIL import Image
 import crossvit
 from badimages import corpus_bytes
 from crossvit.cli import build_parser
-from crossvit.inference import predict
+from crossvit.runtime.inference import predict
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 import crossvit
-from crossvit.inference import predict
+from crossvit.runtime.inference import predict
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 LABELS = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu"]

@@ -10,7 +10,7 @@ import timm
 import torch
 
 import crossvit
-from crossvit.weights import normalize_state_dict, to_timm_state_dict
+from crossvit.io.weights import normalize_state_dict, to_timm_state_dict
 
 RELEASED = [
     "crossvit_tiny_240",

@@ -14,8 +14,8 @@ from torch.utils.data import TensorDataset
 import crossvit
 from conftest import TINY_TRAIN_ARGS
 from crossvit.data.synthetic import make_image_folder
+from crossvit.io.checkpoint import load_checkpoint
 from crossvit.train import TrainConfig, finetune_config, train, validate
-from crossvit.train.checkpoint import load_checkpoint
 from crossvit.train.model_setup import build_model
 
 TINY = TINY_TRAIN_ARGS
@@ -65,7 +65,7 @@ def test_two_steps(toy, tmp_path, amp, caplog):
         assert torch.equal(rel.state_dict()[k], v), k
     st = load_checkpoint(run / "last.pth")
     assert st["epoch"] == 1 and st["step"] == 2 and st["config"]["amp"] == amp
-    # attention "auto": explicit matmuls for bf16 training on CPU (crossvit.fast.pick_attention), SDPA in fp32
+    # attention "auto": explicit matmuls for bf16 training on CPU (crossvit.runtime.fast.pick_attention), SDPA in fp32
     impls = {m.impl for m in r["model"].modules() if hasattr(m, "impl")}
     assert impls == {"math" if amp == "bf16" else "sdpa"}
     assert f"{amp}, {impls.pop()} attention" in caplog.text
@@ -175,8 +175,8 @@ def test_plot_and_cli_validate(toy, tmp_path, capsys):
 
 
 def test_damaged_checkpoint_is_detected_and_skipped(tmp_path):
-    from crossvit.train.checkpoint import find_resumable, save_checkpoint, verify_checkpoint
-    from crossvit.weights import CheckpointError
+    from crossvit.io.checkpoint import find_resumable, save_checkpoint, verify_checkpoint
+    from crossvit.io.weights import CheckpointError
 
     state = {"model": {"w": torch.arange(1000.0)}, "epoch": 2, "step": 8, "rng": {}}
     save_checkpoint(tmp_path / "best.pth", {**state, "epoch": 1})

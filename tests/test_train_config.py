@@ -9,7 +9,8 @@ import yaml
 
 from crossvit.cli import main
 from crossvit.data.synthetic import make_image_folder
-from crossvit.train.config import TrainConfig, add_train_arguments, load_yaml, resolve
+from crossvit.train.config import TrainConfig
+from crossvit.train.options import add_train_arguments, load_yaml, resolve
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -18,11 +18,13 @@ from crossvit.cli import main as cli
 from crossvit.data.synthetic import make_image_folder
 from crossvit.train import TrainConfig, train
 from crossvit.train.accumulate import forward_backward
+from crossvit.train.distributed import DistInfo
 from crossvit.train.engine import train_one_epoch
 from crossvit.train.model_setup import build_model
 from crossvit.train.multilabel import average_precision, bce_criterion, f1_scores
 from crossvit.train.optim import WarmupCosine, build_optimizer
 from crossvit.train.precision import grad_scaler
+from crossvit.train.state import TrainState
 from crossvit.train.trainer import seed_everything
 
 TINY = {**TINY_TRAIN_ARGS, "num_encoders": 2}
@@ -83,10 +85,9 @@ def test_accumulated_epoch_makes_the_update_of_one_big_step(tiny_cfg):
         m = create_model(tiny_cfg)
         opt = torch.optim.SGD(m.parameters(), lr=0.5)  # linear in the gradient (Adam's first step is ~sign(g))
         sched = WarmupCosine(opt, 0.5, 1, 0, 0.5, 0.5)
-        res = train_one_epoch(
-            m, loader, 1, opt, sched, ce, grad_scaler("fp32", dev), dev, "fp32", 0, 1, 0, show=False,
-            grad_accum_steps=accum,
-        )  # fmt: skip
+        cfg = TrainConfig(epochs=1, grad_accum_steps=accum)
+        state = TrainState(cfg, DistInfo(), "fp32", m, opt, sched, grad_scaler("fp32", dev), ce, loader, None, 1)
+        res = train_one_epoch(state, 0)
         assert res.step == 1 and res.images == 8
         results.append(m.state_dict())
     for k in results[0]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import crossvit
-from crossvit.weights import CheckpointError, read_state_dict, resize_pos_embed
+from crossvit.io.weights import CheckpointError, read_state_dict, resize_pos_embed
 
 
 def _cubic(t: np.ndarray, a: float = -0.75) -> np.ndarray:

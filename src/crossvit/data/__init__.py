@@ -1,9 +1,10 @@
 """Data for training and evaluation: bundled digits, ImageFolder trees, tar shards; robust image reading."""
 
+from ..io.images import BadImageError, load_image
 from .build import Data, build_data
 from .digits import digits_datasets
 from .folder import FolderDataset, scan_folder, split_samples
-from .images import BadImageError, BadImagePolicy, load_image
+from .images import BadImagePolicy
 from .memory import InMemoryDataset, cache_dataset
 from .shards import ShardDataset, write_shards
 

@@ -18,7 +18,7 @@ DIGIT_NAMES = [str(i) for i in range(10)]
 
 def digits_arrays(size: int = 32) -> tuple[list[np.ndarray], list[int]]:
     """All 1,797 digits as (size, size, 3) uint8 RGB, bicubically upsampled from 8x8, and their labels."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # loaded on first use (slow import)
 
     d = load_digits()
     out = []

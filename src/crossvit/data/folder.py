@@ -13,7 +13,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from .images import IMG_EXTENSIONS, BadImageError, BadImagePolicy, load_image
+from ..io.images import IMG_EXTENSIONS, BadImageError, load_image
+from .images import BadImagePolicy
 
 Sample = tuple[str, int]
 

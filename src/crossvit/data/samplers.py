@@ -17,7 +17,7 @@ def train_sampler(dataset, rank: int, world: int, seed: int, aug_repeats: int = 
     Each sampler drops nothing: DistributedSampler pads the last images so every rank takes the same step count.
     """
     if aug_repeats > 0:
-        from timm.data.distributed_sampler import RepeatAugSampler
+        from timm.data.distributed_sampler import RepeatAugSampler  # loaded on first use (slow import)
 
         # selected_round=0: keep ceil(n / world) images per rank per epoch, also for data sets below 256 images.
         return RepeatAugSampler(dataset, num_replicas=world, rank=rank, num_repeats=aug_repeats, selected_round=0)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .images import BadImageError, BadImagePolicy, decode_bytes
+from ..io.images import BadImageError, decode_bytes
+from .images import BadImagePolicy
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp")
 

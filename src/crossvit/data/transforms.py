@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import IMAGENET_MEAN, IMAGENET_STD
+from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 
 def norm_stats(cfg: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:

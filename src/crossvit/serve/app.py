@@ -29,10 +29,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from ..hub import data_config, eval_transform
-from ..inference import label_names
-from ..model import CrossViT
-from ..tools.attention import BRANCH_NAMES, cross_attention_maps, display_image, rollout
+from ..io.hub import data_config, eval_transform
+from ..models.model import CrossViT
+from ..runtime.attention import BRANCH_NAMES, cross_attention_maps, display_image, rollout
+from ..runtime.inference import label_names
 from .batcher import Batcher
 from .uploads import BadInput, decode, uploads
 

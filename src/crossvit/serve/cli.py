@@ -35,9 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace):  # noqa: ANN201 - the FastAPI app
     import torch
 
-    from ..fast import to_inference
-    from ..inference import load_model
-    from ..int8 import pick_precision
+    from ..runtime.fast import to_inference
+    from ..runtime.inference import load_model
+    from ..runtime.int8 import pick_precision
     from .app import Served, create_app
     from .batcher import Batcher
 

@@ -2,7 +2,7 @@
 
 Bodies: the raw image bytes (any content type but multipart), or ``multipart/form-data`` with one or more ``file``
 fields. The size limit is enforced while the body streams in, so an oversized upload is never held in memory.
-Decoding is :func:`crossvit.tools.images.decode_image` (truncated files, non-images and decompression bombs are
+Decoding is :func:`crossvit.io.images.decode_image` (truncated files, non-images and decompression bombs are
 refused there); this module only maps its messages to a status code and a machine-readable ``kind``.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from PIL import Image
 from starlette.requests import Request
 
-from ..tools.images import ImageReadError, decode_image
+from ..io.images import ImageReadError, decode_image
 
 MAX_FILES = 64  # images in one multipart request
 

@@ -6,18 +6,8 @@ metrics = validate(result["release_dir"], "data/")               # crossvit vali
 """
 
 from .config import TrainConfig
+from .finetune import finetune_config
 from .trainer import train
+from .validation import validate
 
 __all__ = ["TrainConfig", "train", "validate", "finetune_config"]
-
-
-def __getattr__(name: str):  # lazy: importing crossvit.train stays cheap
-    if name == "validate":
-        from .validation import validate
-
-        return validate
-    if name == "finetune_config":
-        from .cli_finetune import finetune_config
-
-        return finetune_config
-    raise AttributeError(name)

@@ -19,6 +19,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
+from ..data.digits import digits_datasets
+from ..data.transforms import eval_transform
+from ..io.hub import from_pretrained
+from .config import TrainConfig
+from .trainer import train
+
 log = logging.getLogger("crossvit")
 
 # S branch: 32 px, patch 4 -> 8x8 = 64 tokens, width 64. L branch: 32 px scaled to 24, patch 6 -> 4x4 = 16 tokens,
@@ -96,13 +104,6 @@ def run_demo(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Train, validate and predict on the bundled digits; returns train()'s result plus ``predictions``."""
-    import torch
-
-    from ..data.digits import digits_datasets
-    from ..data.transforms import eval_transform
-    from .config import TrainConfig
-    from .trainer import train
-
     over: dict[str, Any] = {"output": output, "seed": seed}
     over["experiment"] = experiment or f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     if epochs is not None:
@@ -114,7 +115,6 @@ def run_demo(
     result = train(cfg)
 
     # predict a few validation images with the released model, as a user would
-    from ..hub import from_pretrained
 
     model = from_pretrained(result["release_dir"]).eval()
     _, val = digits_datasets(size=32, val_fraction=0.2)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .validation import load_model
+from ..runtime.source import load_model
 
 log = logging.getLogger("crossvit")
 

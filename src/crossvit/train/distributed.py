@@ -110,3 +110,12 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def gather_object(obj, info: DistInfo) -> list:
+    """``obj`` of every rank, in rank order (a one-element list in a single process)."""
+    if not info.enabled:
+        return [obj]
+    out: list = [None] * info.world
+    dist.all_gather_object(out, obj)
+    return out

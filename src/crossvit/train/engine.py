@@ -14,6 +14,7 @@ from .accumulate import forward_backward, take
 from .distributed import all_reduce_sum, all_reduce_tensor
 from .precision import autocast
 from .progress import StepProgress
+from .state import TrainState
 
 log = logging.getLogger("crossvit")
 
@@ -28,44 +29,26 @@ class EpochResult:
     skipped: int = 0  # steps whose loss was NaN/inf and that were skipped (--skip-nonfinite)
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader,
-    steps: int,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    criterion: nn.Module,
-    scaler: torch.amp.GradScaler,
-    device: torch.device,
-    amp: str,
-    epoch: int,
-    epochs: int,
-    start_step: int,
-    mixup: Any | None = None,
-    ema: Any | None = None,
-    clip_grad: float | None = None,
-    show: bool = True,
-    log_interval: int = 50,
-    skip_nonfinite: int = 0,
-    budget: Any | None = None,
-    grad_accum_steps: int = 1,
-) -> EpochResult:
-    """``steps`` optimizer steps over ``loader``, each of ``grad_accum_steps`` micro-batches; the lr follows
-    ``scheduler`` by global step.
+def train_one_epoch(state: TrainState, epoch: int) -> EpochResult:
+    """``state.steps`` optimizer steps over ``state.train_dl``, each of ``cfg.grad_accum_steps`` micro-batches; the
+    lr follows ``state.scheduler`` by global step. ``state.step`` and ``state.skipped`` advance.
 
     The epoch ends early when the schedule is done (``scheduler.done``: a ``--time-budget`` run's last steps).
-    ``budget`` (a :class:`~crossvit.train.budget.TimeBudget`) is told of every step, to plan the step count. A
+    ``state.budget`` (a :class:`~crossvit.train.budget.TimeBudget`) is told of every step, to plan the step count. A
     criterion with ``takes_inputs`` (distillation) is called as ``criterion(x, out, y)``.
 
     A NaN/inf loss (on any rank: the ranks agree) skips that step while fewer than ``skip_nonfinite`` were skipped
-    in this call, else raises FloatingPointError naming the epoch, step and learning rate.
+    in the run, else raises FloatingPointError naming the epoch, step and learning rate.
     """
+    cfg, model, optimizer, scheduler, scaler = state.cfg, state.net, state.optimizer, state.scheduler, state.scaler
+    device, grad_accum_steps = state.dist.device, cfg.grad_accum_steps
+    skip_nonfinite = cfg.skip_nonfinite - state.skipped
     model.train()
-    progress = StepProgress(steps, epoch, epochs, show, log_interval)
-    loss_sum, n_seen, step, lr = 0.0, 0, start_step, scheduler.lr_at(start_step)
+    progress = StepProgress(state.steps, epoch, cfg.epochs, state.dist.is_main, cfg.log_interval)
+    loss_sum, n_seen, step, lr = 0.0, 0, state.step, scheduler.lr_at(state.step)
     skipped = 0
-    it = iter(loader)
-    for i in range(steps):
+    it = iter(state.train_dl)
+    for i in range(state.steps):
         if scheduler.done(step):
             break
         micro = take(it, grad_accum_steps)
@@ -73,7 +56,7 @@ def train_one_epoch(
             break
         lr = scheduler.step(step)
         optimizer.zero_grad(set_to_none=True)
-        loss_val, n_img = forward_backward(model, micro, criterion, scaler, device, amp, mixup)
+        loss_val, n_img = forward_backward(model, micro, state.criterion, scaler, device, state.amp, state.mixup)
         bad = not math.isfinite(loss_val)
         if all_reduce_sum([float(bad)], device)[0] > 0:  # identity on one process; under DDP all ranks agree
             where = f"at epoch {epoch + 1} step {i + 1} (global step {step + 1}) with lr {lr:.4g}"
@@ -92,21 +75,22 @@ def train_one_epoch(
                 f"loss is {loss_val} {where}; stopped, the last good checkpoint is kept. Lower --lr, use --amp fp32 "
                 f"or --clip-grad, or let --skip-nonfinite N skip such steps"
             )
-        if clip_grad is not None:
+        if cfg.clip_grad is not None:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         scaler.step(optimizer)
         scaler.update()
         step += 1
-        if ema is not None:
-            ema.update(model, step=step)
-        if budget is not None:
-            budget.on_step(step, scheduler)
+        if state.ema is not None:
+            state.ema.update(model, step=step)
+        if state.budget is not None:
+            state.budget.on_step(step, scheduler)
         loss_sum += loss_val * n_img
         n_seen += n_img
         progress.update(i, loss_val, lr, n_img)
     img_s = progress.close()
     total_loss, total_n = all_reduce_sum([loss_sum, float(n_seen)], device)
+    state.step, state.skipped = step, state.skipped + skipped
     return EpochResult(total_loss / max(1.0, total_n), int(total_n), img_s, lr, step, skipped)
 
 
@@ -124,7 +108,7 @@ def evaluate(
 
     With ``branches`` also the accuracy of each branch head alone (Table 6: S-branch CLS only, L-branch CLS only).
     Counts are summed over ranks before the ratios are taken. ``model`` may also be a fast inference wrapper
-    (``crossvit.fast``), called on fp32 images. ``tta="flip"`` averages the logits of each image and its mirror.
+    (``crossvit.runtime.fast``), called on fp32 images. ``tta="flip"`` averages the logits of each image and its mirror.
     """
     if tta not in ("none", "flip"):
         raise ValueError(f"--tta must be none or flip, got {tta!r}")

@@ -5,26 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import CrossViTConfig
-from ..data.transforms import norm_stats
-from ..factory import create_model
-from ..hub import CONFIG_NAME, config_from_release, from_pretrained, load_config
-from ..model import CrossViT
-from ..registry import get_entry, get_pretrained_cfg
+from ..io.factory import create_model
+from ..io.hub import CONFIG_NAME, config_from_release, from_pretrained, load_config
+from ..models.config import CrossViTConfig
+from ..models.model import CrossViT
+from ..models.registry import get_entry, get_pretrained_cfg
+from ..runtime.source import Source, model_args, recipe_pretrained_cfg, resolve_source
 
 
 def _model_args(cfg: Any) -> dict[str, Any]:
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in (cfg.model_args or {}).items()}
+    return model_args({"model_args": cfg.model_args})
 
 
-def is_release_dir(path: str | None) -> bool:
-    return bool(path) and (Path(path) / CONFIG_NAME).is_file()
+def _initial(cfg: Any) -> Source | None:
+    """What ``--initial-checkpoint`` names (a release, run dir, checkpoint, weights file or hub id), or None."""
+    ckpt = cfg.initial_checkpoint
+    if ckpt is None:
+        return None
+    try:
+        src = resolve_source(ckpt, cfg.model)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--initial-checkpoint {ckpt}: no such file or release directory") from None
+    if src.kind == "name":
+        raise FileNotFoundError(f"--initial-checkpoint {ckpt}: no such file or release directory")
+    return src
 
 
 def arch_config(cfg: Any) -> CrossViTConfig:
     """Architecture implied by the options, before the class count is known (to size the data transforms)."""
-    if is_release_dir(cfg.initial_checkpoint):
-        p = Path(cfg.initial_checkpoint) / CONFIG_NAME
+    src = _initial(cfg)
+    if src is not None and src.kind == "release":
+        p = Path(src.ref) / CONFIG_NAME
         base = config_from_release(load_config(p), str(p))
     else:
         base = get_entry(cfg.model).cfg
@@ -35,44 +46,23 @@ def arch_config(cfg: Any) -> CrossViTConfig:
 
 
 def build_model(cfg: Any, num_classes: int) -> CrossViT:
-    """Create the model with ``num_classes`` heads; pretrained / checkpoint weights are resized to fit."""
-    extra = dict(_model_args(cfg), drop_rate=cfg.drop)
+    """Create the model with ``num_classes`` heads; pretrained / checkpoint weights are resized to fit. It carries
+    the preprocessing of this run's recipe, the one its release will record."""
+    arch = arch_config(cfg).replace(num_classes=num_classes)
+    extra = dict(_model_args(cfg), drop_rate=cfg.drop, pretrained_cfg=recipe_pretrained_cfg(cfg.to_dict(), arch))
     if cfg.img_size is not None:
         extra["img_size"] = cfg.img_size
-    if is_release_dir(cfg.initial_checkpoint):
-        model = from_pretrained(
-            cfg.initial_checkpoint,
-            num_classes=num_classes,
-            drop_path_rate=cfg.drop_path,
-            **extra,
-        )
-    else:
-        ckpt = cfg.initial_checkpoint
-        if ckpt is not None and not Path(ckpt).exists():
-            raise FileNotFoundError(f"--initial-checkpoint {ckpt}: no such file or release directory")
-        model = create_model(
-            cfg.model,
-            pretrained=cfg.pretrained,
-            num_classes=num_classes,
-            drop_path_rate=cfg.drop_path,
-            checkpoint=ckpt,
-            **extra,
-        )
-        if cfg.pretrained and ckpt is None and get_pretrained_cfg(cfg.model) is None:
-            raise ValueError(f"--pretrained: {cfg.model} has no released weights")
-    model.pretrained_cfg = release_pretrained_cfg(cfg, model)
+    src = _initial(cfg)
+    if src is not None and src.kind == "release":
+        return from_pretrained(src.ref, num_classes=num_classes, drop_path_rate=cfg.drop_path, **extra)
+    model = create_model(
+        cfg.model,
+        pretrained=cfg.pretrained,
+        num_classes=num_classes,
+        drop_path_rate=cfg.drop_path,
+        checkpoint=src.ref if src is not None else None,
+        **extra,
+    )
+    if cfg.pretrained and src is None and get_pretrained_cfg(cfg.model) is None:
+        raise ValueError(f"--pretrained: {cfg.model} has no released weights")
     return model
-
-
-def release_pretrained_cfg(cfg: Any, model: CrossViT) -> dict[str, Any]:
-    """The preprocessing a trained model is released with (timm ``pretrained_cfg`` fields)."""
-    mean, std = norm_stats(cfg)
-    h, w = model.cfg.img_size
-    return {
-        "input_size": [model.cfg.in_chans, h, w],
-        "crop_pct": cfg.crop_pct,
-        "crop_mode": "center",
-        "interpolation": cfg.eval_interpolation,
-        "mean": list(mean),
-        "std": list(std),
-    }

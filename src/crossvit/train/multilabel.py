@@ -20,7 +20,7 @@ from .precision import autocast
 def bce_criterion(smoothing: float, multi_label: bool, mixup_on: bool) -> nn.Module:
     """timm's BinaryCrossEntropy. Mixup smooths the targets it mixes, so the loss smooths only without it; dense
     multi-hot targets move towards 0.5, one-hot (single-label) ones as timm's --bce-loss does."""
-    from timm.loss import BinaryCrossEntropy
+    from timm.loss import BinaryCrossEntropy  # loaded on first use (slow import)
 
     return BinaryCrossEntropy(smoothing=0.0 if mixup_on else smoothing, smooth_dense=multi_label)
 

@@ -12,10 +12,10 @@ from .progress import read_summary
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    import matplotlib
+    import matplotlib  # loaded on first use (slow import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded on first use (slow import)
 
     rows = read_summary(run_dir)
     if not rows:

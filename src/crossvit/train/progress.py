@@ -24,7 +24,7 @@ class StepProgress:
         self.images = 0
         self.bar = None
         if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
+            from tqdm import tqdm  # loaded on first use (slow import)
 
             self.bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True)
 
@@ -62,7 +62,7 @@ class RunLog:
         self.tb = None
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # loaded on first use (slow import)
 
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"))
             except ImportError:  # tensorboard is a dependency, but a trimmed install should still train

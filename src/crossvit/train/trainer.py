@@ -7,10 +7,8 @@ result["top1"], result["run_dir"]
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import replace
@@ -20,29 +18,36 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..data.build import Data, build_data, describe
-from ..data.samplers import ShardSampler, train_sampler
-from ..data.tensor_loader import TensorLoader, stack_images
-from ..data.transforms import norm_stats
-from ..fast import pick_attention
-from ..hub import save_pretrained
-from ..model_card import RECIPE_KEYS
+from ..io.checkpoint import (
+    find_resumable,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    verify_checkpoint,
+    weights_hash,
+)
+from ..io.hub import save_pretrained
+from ..io.model_card import RECIPE_KEYS
+from ..runtime.fast import pick_attention
 from . import distributed as D
 from .budget import TimeBudget
-from .checkpoint import find_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state, verify_checkpoint
 from .config import TrainConfig, parse_duration
 from .distill import build_distillation
 from .elastic import restart_note, run_name
 from .engine import evaluate, train_one_epoch
 from .fast_step import to_fast_layout, use_fast_step
 from .freeze import apply_freeze, check_parts, trainable_table
+from .loaders import build_loaders
+from .losses import build_criterion, build_mixup
 from .model_setup import arch_config, build_model
-from .multilabel import bce_criterion, evaluate_multilabel, metrics_text
+from .multilabel import evaluate_multilabel, metrics_text
 from .optim import WarmupCosine, build_optimizer
 from .precision import cpu_description, grad_scaler, resolve_amp
 from .progress import RunLog
+from .state import TrainState
 
 log = logging.getLogger("crossvit")
 
@@ -58,83 +63,6 @@ def _run_dir(cfg: TrainConfig, dist: D.DistInfo) -> Path:
     if not name:
         name = D.broadcast_object(run_name(cfg.model) if dist.is_main else None)
     return Path(cfg.output).expanduser() / name
-
-
-def _memory_loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
-    """Whole-tensor loaders (``--loader memory``): the data set decoded once, batches augmented by tensor ops."""
-    if data.iterable or not hasattr(data.train, "arrays"):
-        raise ValueError(f"--loader memory: needs an ImageFolder or the bundled digits, not {data.kind} data")
-    mean, std = norm_stats(cfg)
-
-    def make(ds, train: bool) -> TensorLoader:
-        images = stack_images(ds.arrays, describe(cfg.data))
-        labels = torch.as_tensor(ds.targets)
-        kw = dict(pad=cfg.crop_pad, hflip=cfg.hflip) if train else {}
-        return TensorLoader(
-            images, labels, cfg.batch_size, train, mean, std, seed=cfg.seed, rank=dist.rank, world=dist.world, **kw
-        )
-
-    train_dl = make(data.train, True)
-    steps = len(train_dl) // cfg.grad_accum_steps  # optimizer steps; each takes grad_accum_steps batches
-    if steps < 1:
-        raise ValueError(f"--batch-size {cfg.batch_size}: larger than the {data.train_len} training images per process")
-    val_dl = make(data.val, False) if data.val is not None else None
-    return train_dl, train_dl, steps, val_dl
-
-
-def _loaders(cfg: TrainConfig, data: Data, dist: D.DistInfo):
-    if cfg.loader == "memory":
-        return _memory_loaders(cfg, data, dist)
-    workers = min(cfg.workers, num_threads_hint())  # more workers than CPUs only adds contention
-    common = {"num_workers": workers, "pin_memory": dist.device.type == "cuda"}
-    if data.iterable:
-        train_dl = DataLoader(data.train, batch_size=cfg.batch_size, drop_last=True, **common)
-        steps = data.train_len // cfg.global_batch(dist.world)
-        sampler = data.train
-    else:
-        sampler = train_sampler(data.train, dist.rank, dist.world, cfg.seed, cfg.resolved_aug_repeats())
-        train_dl = DataLoader(data.train, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, **common)
-        steps = len(train_dl) // cfg.grad_accum_steps  # optimizer steps; each takes grad_accum_steps batches
-    if steps < 1:
-        accum = f" x --grad-accum-steps {cfg.grad_accum_steps}" if cfg.grad_accum_steps > 1 else ""
-        raise ValueError(
-            f"--batch-size {cfg.batch_size}{accum}: larger than the {data.train_len} training images per "
-            f"{'process' if dist.world == 1 else f'each of {dist.world} processes'}; lower it"
-        )
-    val_dl = None
-    if data.val is not None:
-        kw = {} if data.iterable else {"sampler": ShardSampler(len(data.val), dist.rank, dist.world)}
-        val_dl = DataLoader(data.val, batch_size=cfg.batch_size, **kw, **common)
-    return train_dl, sampler, steps, val_dl
-
-
-def _criterion(cfg: TrainConfig) -> nn.Module:
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-    if cfg.resolved_loss == "bce":
-        return bce_criterion(cfg.smoothing, cfg.multi_label, cfg.mixup_active and cfg.mixup_prob > 0)
-    if cfg.mixup_active and cfg.mixup_prob > 0:
-        return SoftTargetCrossEntropy()  # smoothing is applied inside Mixup to the soft targets
-    if cfg.smoothing > 0:
-        return LabelSmoothingCrossEntropy(smoothing=cfg.smoothing)
-    return nn.CrossEntropyLoss()
-
-
-def _mixup(cfg: TrainConfig, num_classes: int):
-    if not (cfg.mixup_active and cfg.mixup_prob > 0):
-        return None
-    from timm.data import Mixup
-
-    return Mixup(
-        mixup_alpha=cfg.mixup,
-        cutmix_alpha=cfg.cutmix,
-        prob=cfg.mixup_prob,
-        switch_prob=cfg.mixup_switch_prob,
-        mode=cfg.mixup_mode,
-        label_smoothing=cfg.smoothing,
-        num_classes=num_classes,
-        multi_label=cfg.multi_label,  # mixes multi-hot targets as they are instead of one-hot encoding labels
-    )
 
 
 def _add_file_log(run_dir: Path) -> logging.Handler:
@@ -174,6 +102,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) -> dict[str, Any]:
+    # --- setup: run directory, data, then the model and everything that updates it --------------------------------
     amp = resolve_amp(cfg.amp, dist.device)
     run_dir = _run_dir(cfg, dist)
     # rank 0's view decides, so every rank resumes (or not) alike, also after an elastic restart
@@ -187,77 +116,25 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     if len(classes) != num_classes:
         raise ValueError(f"--label-names: {len(classes)} names for {num_classes} classes")
     cfg = replace(cfg, num_classes=num_classes)
-    seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = build_model(cfg, num_classes).to(dist.device)
-    model.label_names = classes
-    frozen = apply_freeze(model, cfg.freeze, cfg.linear_probe)
     # the CPU SDPA backward in bf16 is the slow half of a small model's step; explicit matmuls run on the GEMM units
     attention = cfg.attention if cfg.attention != "auto" else pick_attention(dist.device, amp, training=True)
-    model.set_attention_impl(attention)
-    fast = use_fast_step(cfg.fast_step, dist.device)
-    if fast:
-        to_fast_layout(model)
-    seed_everything(cfg.seed + dist.rank)  # different augmentation per rank
+    state = setup(cfg, data, classes, dist, amp, attention)
 
-    train_dl, sampler, steps, val_dl = _loaders(cfg, data, dist)
-    lr = cfg.resolved_lr(dist.world)
-    optimizer = build_optimizer(model, cfg, lr, fused=fast)
-    scheduler = WarmupCosine(optimizer, lr, cfg.epochs * steps, cfg.warmup_epochs * steps, cfg.warmup_lr, cfg.min_lr)
-    scaler = grad_scaler(amp, dist.device)
-    ema = None
-    if cfg.model_ema:
-        from timm.utils import ModelEmaV3
-
-        ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup)
-    criterion, mixup = _criterion(cfg), _mixup(cfg, num_classes)
-    criterion = build_distillation(cfg, criterion, num_classes, dist.device)
-
-    start_epoch, step, best_top1 = 0, 0, -1.0
-    budget_state: dict[str, Any] = {}
+    # --- resume: the newest good checkpoint of this run, or the one --resume names -------------------------------
     resume = cfg.resume
     if resume == "auto" or (resume is None and existed):
         found = find_resumable(run_dir) if dist.is_main else None
         resume = D.broadcast_object(str(found) if found else None)  # the same checkpoint on every rank
         if resume is None and cfg.resume == "auto":
             log.info("--resume auto: no good checkpoint in %s, starting fresh", run_dir)
-    if resume:
-        st = load_checkpoint(resume)
-        try:
-            model.load_state_dict(st["model"])
-        except RuntimeError as e:  # another architecture: name the option and both models
-            saved = st.get("config") or {}
-            first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
-            raise ValueError(
-                f"--resume {resume}: checkpoint of another architecture (model {saved.get('model')}, model_args "
-                f"{saved.get('model_args')}, img_size {saved.get('img_size')}) than this run's (model {cfg.model}, "
-                f"model_args {cfg.model_args}, img_size {cfg.img_size}): {first[:300]}"
-            ) from None
-        if ema is not None and st.get("model_ema") is not None:
-            ema.module.load_state_dict(st["model_ema"])
-        optimizer.load_state_dict(st["optimizer"])
-        scaler.load_state_dict(st["scaler"])
-        start_epoch, step, best_top1 = int(st["epoch"]), int(st["step"]), float(st.get("best_top1", -1.0))
-        budget_state = st.get("budget") or {}
-        if budget_state.get("total_steps"):
-            scheduler.set_total(int(budget_state["total_steps"]))
-        if dist.world == int(st.get("world", 1)):
-            set_rng_state(st["rng"][dist.rank] if isinstance(st["rng"], list) else st["rng"])
-        else:
-            log.warning(
-                "resuming on %d processes from a %s-process run: data order is not bit-exact",
-                dist.world,
-                st.get("world"),
-            )
-        log.info("resumed from %s at epoch %d (step %d)", resume, start_epoch, step)
+    budget_state = resume_from(state, resume) if resume else {}
 
-    net: nn.Module = model
     if dist.enabled:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+        state.net = nn.parallel.DistributedDataParallel(
+            state.model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
     if cfg.compile:  # only the training step: eval mode (BatchNorm statistics, no dropout) would be a second graph
-        net = torch.compile(net)
-
+        state.net = torch.compile(state.net)
     runlog, fh = None, None
     if dist.is_main:
         cfg.save(run_dir / "config.yaml")
@@ -266,95 +143,28 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         if note:
             log.warning(note)
         runlog = RunLog(run_dir, cfg.tensorboard)
-        n_params = sum(p.numel() for p in model.parameters())
-        log.info(
-            "run %s | data %s: %d train / %d val images, %d classes | model %s %.2fM params %dpx | %d process(es) on "
-            "%s, %s, %s attention | lr %.3g, global batch %d (%d per micro-batch x %d accumulation x %d process(es)), "
-            "%d steps/epoch",
-            run_dir,
-            describe(cfg.data),
-            data.train_len,
-            data.val_len,
-            num_classes,
-            cfg.model,
-            n_params / 1e6,
-            img_size,
-            dist.world,
-            dist.device,
-            amp,
-            attention,
-            lr,
-            cfg.global_batch(dist.world),
-            cfg.batch_size,
-            cfg.grad_accum_steps,
-            dist.world,
-            steps,
-        )
-        if dist.device.type == "cpu":
-            log.info("cpu: %s; %d threads per process%s", cpu_description(), torch.get_num_threads(),
-                     ", compiled training step" if cfg.compile else "")  # fmt: skip
-        if frozen or cfg.layer_decay is not None:
-            log.info("trainable parameters:\n%s", trainable_table(model))
+        _log_start(state, run_dir, data, img_size, attention)
+    state.budget = _time_budget(cfg, t_start, budget_state, state.steps, dist)
 
-    budget = None
-    if cfg.time_budget is not None:
-        # a resumed run continues the budget it had: the time its earlier attempts used is counted
-        budget = TimeBudget(
-            parse_duration(cfg.time_budget, "--time-budget"),
-            t_start,
-            budget_state.get("used_s", 0.0),
-            max_steps=cfg.epochs * steps,
-        )
-        budget.planned = bool(budget_state.get("total_steps"))
-        if dist.is_main:
-            log.info(
-                "time budget %s (%.0fs, %.0fs used): the step count is planned from the measured speed",
-                cfg.time_budget,
-                budget.seconds,
-                budget.used(),
-            )
+    # --- the epoch loop -------------------------------------------------------------------------------------------
     metrics: dict[str, Any] = {}
-    skipped = 0  # NaN/inf steps skipped so far: --skip-nonfinite is a budget for the whole run
     try:
         last = cfg.epochs if cfg.stop_epoch is None else min(cfg.epochs, cfg.stop_epoch)
-        for epoch in range(start_epoch, last):
-            if scheduler.done(step):
+        for epoch in range(state.start_epoch, last):
+            if state.scheduler.done(state.step):
                 break
-            t0 = time.perf_counter()
-            step0 = step
-            sampler.set_epoch(epoch)
-            res = train_one_epoch(
-                net,
-                train_dl,
-                steps,
-                optimizer,
-                scheduler,
-                criterion,
-                scaler,
-                dist.device,
-                amp,
-                epoch,
-                cfg.epochs,
-                step,
-                mixup,
-                ema,
-                cfg.clip_grad,
-                dist.is_main,
-                cfg.log_interval,
-                skip_nonfinite=cfg.skip_nonfinite - skipped,
-                budget=budget,
-                grad_accum_steps=cfg.grad_accum_steps,
-            )
-            step = res.step
-            skipped += res.skipped
-            eval_model = ema.module if ema is not None else model
+            t0, step0 = time.perf_counter(), state.step
+            state.sampler.set_epoch(epoch)
+            res = train_one_epoch(state, epoch)
             t_eval = time.perf_counter()
-            metrics = _validate(cfg, eval_model, val_dl, dist.device, amp) if val_dl is not None else {}
+            metrics = (
+                _validate(cfg, state.eval_model, state.val_dl, dist.device, amp) if state.val_dl is not None else {}
+            )
             eval_s = time.perf_counter() - t_eval
             top1 = metrics.get("mAP" if cfg.multi_label else "top1")  # the figure best.pth is chosen by
-            is_best = top1 is not None and top1 > best_top1
+            is_best = top1 is not None and top1 > state.best_top1
             if is_best:
-                best_top1 = top1
+                state.best_top1 = top1
             row = {
                 "epoch": epoch + 1,
                 "train_loss": res.loss,
@@ -367,10 +177,10 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                 "epoch_s": time.perf_counter() - t0,
             }
             # every rank's RNG goes into the checkpoint, so a resumed DDP run continues each rank exactly
-            rngs = _gather_rng(dist)
-            if budget is not None:  # every rank plans from its own clock; rank 0's plan is the one all follow
-                budget.on_epoch(step, step - step0, time.perf_counter() - t0, eval_s, scheduler)
-                scheduler.set_total(int(D.broadcast_object(scheduler.total if dist.is_main else None)))
+            rngs = D.gather_object(rng_state(), dist) if dist.enabled else rng_state()
+            if state.budget is not None:  # every rank plans from its own clock; rank 0's plan is the one all follow
+                state.budget.on_epoch(state.step, state.step - step0, time.perf_counter() - t0, eval_s, state.scheduler)
+                state.scheduler.set_total(int(D.broadcast_object(state.scheduler.total if dist.is_main else None)))
             if dist.is_main:
                 log.info(
                     "epoch %d/%d train_loss %.4f%s lr %.3e %.0f img/s %.1fs",
@@ -383,56 +193,166 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
                     row["epoch_s"],
                 )
                 runlog.epoch(row)
-                state = {
-                    "model": model.state_dict(),
-                    "model_ema": ema.module.state_dict() if ema is not None else None,
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "best_top1": best_top1,
-                    "rng": rngs,
-                    "world": dist.world,
-                    "config": cfg.to_dict(),
-                    "label_names": classes,
-                    "metrics": {k: v for k, v in metrics.items() if k != "confusion"},
-                    "budget": {"used_s": budget.used(), "total_steps": scheduler.total} if budget else None,
-                }
-                save_checkpoint(run_dir / "last.pth", state)
-                if is_best or val_dl is None:
-                    save_checkpoint(run_dir / "best.pth", state)
+                ckpt = _checkpoint(state, epoch, rngs, metrics, classes)
+                save_checkpoint(run_dir / "last.pth", ckpt)
+                if is_best or state.val_dl is None:
+                    save_checkpoint(run_dir / "best.pth", ckpt)
             D.barrier()
     finally:
         if runlog is not None:
             runlog.close()
 
-    if not metrics and val_dl is not None:  # nothing left to train (resumed a finished run): still report
-        metrics = _validate(cfg, ema.module if ema is not None else model, val_dl, dist.device, amp)
-    hashes = _rank_hashes(model, dist)
+    # --- finish: the last metrics, the ranks' agreement, the release ----------------------------------------------
+    if not metrics and state.val_dl is not None:  # nothing left to train (resumed a finished run): still report
+        metrics = _validate(cfg, state.eval_model, state.val_dl, dist.device, amp)
+    result = _finish(state, run_dir, data, metrics, classes)
+    if fh is not None:
+        logging.getLogger("crossvit").removeHandler(fh)
+        fh.close()
+    return result | {"wall_s": time.perf_counter() - t_start}
+
+
+def setup(cfg: TrainConfig, data: Data, classes: list[str], dist: D.DistInfo, amp: str, attention: str) -> TrainState:
+    """The model (frozen parts, attention, layout), its optimizer, schedule, scaler, EMA, loss and the loaders."""
+    seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = build_model(cfg, cfg.num_classes).to(dist.device)
+    model.label_names = classes
+    apply_freeze(model, cfg.freeze, cfg.linear_probe)
+    model.set_attention_impl(attention)
+    fast = use_fast_step(cfg.fast_step, dist.device)
+    if fast:
+        to_fast_layout(model)
+    seed_everything(cfg.seed + dist.rank)  # different augmentation per rank
+    train_dl, sampler, steps, val_dl = build_loaders(cfg, data, dist)
+    lr = cfg.resolved_lr(dist.world)
+    optimizer = build_optimizer(model, cfg, lr, fused=fast)
+    scheduler = WarmupCosine(optimizer, lr, cfg.epochs * steps, cfg.warmup_epochs * steps, cfg.warmup_lr, cfg.min_lr)
+    ema = None
+    if cfg.model_ema:
+        from timm.utils import ModelEmaV3  # timm.utils imports timm's training helpers: only runs with EMA pay
+
+        ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup)
+    criterion = build_distillation(cfg, build_criterion(cfg), cfg.num_classes, dist.device)
+    return TrainState(
+        cfg, dist, amp, model, optimizer, scheduler, grad_scaler(amp, dist.device), criterion, train_dl, sampler,
+        steps, val_dl, mixup=build_mixup(cfg, cfg.num_classes), ema=ema,
+    )  # fmt: skip
+
+
+def resume_from(state: TrainState, path: str) -> dict[str, Any]:
+    """Load the checkpoint at ``path`` into ``state`` (weights, EMA, optimizer, scaler, position, RNG); returns the
+    time budget it recorded."""
+    cfg, dist = state.cfg, state.dist
+    st = load_checkpoint(path)
+    try:
+        state.model.load_state_dict(st["model"])
+    except RuntimeError as e:  # another architecture: name the option and both models
+        saved = st.get("config") or {}
+        first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
+        raise ValueError(
+            f"--resume {path}: checkpoint of another architecture (model {saved.get('model')}, model_args "
+            f"{saved.get('model_args')}, img_size {saved.get('img_size')}) than this run's (model {cfg.model}, "
+            f"model_args {cfg.model_args}, img_size {cfg.img_size}): {first[:300]}"
+        ) from None
+    if state.ema is not None and st.get("model_ema") is not None:
+        state.ema.module.load_state_dict(st["model_ema"])
+    state.optimizer.load_state_dict(st["optimizer"])
+    state.scaler.load_state_dict(st["scaler"])
+    state.start_epoch, state.step = int(st["epoch"]), int(st["step"])
+    state.best_top1 = float(st.get("best_top1", -1.0))
+    budget_state = st.get("budget") or {}
+    if budget_state.get("total_steps"):
+        state.scheduler.set_total(int(budget_state["total_steps"]))
+    if dist.world == int(st.get("world", 1)):
+        set_rng_state(st["rng"][dist.rank] if isinstance(st["rng"], list) else st["rng"])
+    else:
+        log.warning(
+            "resuming on %d processes from a %s-process run: data order is not bit-exact", dist.world, st.get("world")
+        )
+    log.info("resumed from %s at epoch %d (step %d)", path, state.start_epoch, state.step)
+    return budget_state
+
+
+def _log_start(state: TrainState, run_dir: Path, data: Data, img_size: int, attention: str) -> None:
+    cfg, dist = state.cfg, state.dist
+    n_params = sum(p.numel() for p in state.model.parameters())
+    log.info(
+        "run %s | data %s: %d train / %d val images, %d classes | model %s %.2fM params %dpx | %d process(es) on "
+        "%s, %s, %s attention | lr %.3g, global batch %d (%d per micro-batch x %d accumulation x %d process(es)), "
+        "%d steps/epoch",
+        run_dir, describe(cfg.data), data.train_len, data.val_len, cfg.num_classes, cfg.model, n_params / 1e6,
+        img_size, dist.world, dist.device, state.amp, attention, cfg.resolved_lr(dist.world),
+        cfg.global_batch(dist.world), cfg.batch_size, cfg.grad_accum_steps, dist.world, state.steps,
+    )  # fmt: skip
+    if dist.device.type == "cpu":
+        log.info("cpu: %s; %d threads per process%s", cpu_description(), torch.get_num_threads(),
+                 ", compiled training step" if cfg.compile else "")  # fmt: skip
+    if any(not p.requires_grad for p in state.model.parameters()) or cfg.layer_decay is not None:
+        log.info("trainable parameters:\n%s", trainable_table(state.model))
+
+
+def _time_budget(
+    cfg: TrainConfig, t_start: float, budget_state: dict[str, Any], steps: int, dist: D.DistInfo
+) -> TimeBudget | None:
+    if cfg.time_budget is None:
+        return None
+    # a resumed run continues the budget it had: the time its earlier attempts used is counted
+    seconds = parse_duration(cfg.time_budget, "--time-budget")
+    budget = TimeBudget(seconds, t_start, budget_state.get("used_s", 0.0), max_steps=cfg.epochs * steps)
+    budget.planned = bool(budget_state.get("total_steps"))
+    if dist.is_main:
+        log.info(
+            "time budget %s (%.0fs, %.0fs used): the step count is planned from the measured speed",
+            cfg.time_budget,
+            budget.seconds,
+            budget.used(),
+        )
+    return budget
+
+
+def _checkpoint(state: TrainState, epoch: int, rngs: Any, metrics: dict[str, Any], classes: list[str]) -> dict:
+    """Everything a resumed run needs to continue exactly (tensors and plain values: loads with weights_only)."""
+    budget = state.budget
+    return {
+        "model": state.model.state_dict(),
+        "model_ema": state.ema.module.state_dict() if state.ema is not None else None,
+        "optimizer": state.optimizer.state_dict(),
+        "scaler": state.scaler.state_dict(),
+        "epoch": epoch + 1,
+        "step": state.step,
+        "best_top1": state.best_top1,
+        "rng": rngs,
+        "world": state.dist.world,
+        "config": state.cfg.to_dict(),
+        "label_names": classes,
+        "metrics": {k: v for k, v in metrics.items() if k != "confusion"},
+        "budget": {"used_s": budget.used(), "total_steps": state.scheduler.total} if budget else None,
+    }
+
+
+def _finish(
+    state: TrainState, run_dir: Path, data: Data, metrics: dict[str, Any], classes: list[str]
+) -> dict[str, Any]:
+    """Check the ranks agree, write the release (rank 0, a complete run) and say what the run gave."""
+    cfg, dist, model = state.cfg, state.dist, state.model
+    hashes = D.gather_object(weights_hash(model), dist)
     if dist.is_main and dist.enabled:
         (run_dir / "ranks.json").write_text(json.dumps({"weights_sha256": hashes}, indent=2) + "\n")
         if len(set(hashes)) != 1:
             log.error("ranks ended with different weights: %s", hashes)
-    complete = scheduler.done(step)
+    complete = state.scheduler.done(state.step)
+    best_top1 = state.best_top1 if state.best_top1 >= 0 else None
     release_dir = None
     if dist.is_main and cfg.save_release and complete:
         record = {k: v for k, v in cfg.to_dict().items() if k in RECIPE_KEYS}
         record.update(
             data_description=describe(cfg.data), train_images=data.train_len, val_images=data.val_len,
-            world=dist.world, amp=amp, top1=metrics.get("top1"), top5=metrics.get("top5"),
-            best_top1=best_top1 if best_top1 >= 0 else None,
+            world=dist.world, amp=state.amp, top1=metrics.get("top1"), top5=metrics.get("top5"), best_top1=best_top1,
         )  # fmt: skip
         multi = {"multi_label": True, "threshold": cfg.threshold} if cfg.multi_label else {}
-        release_dir = save_pretrained(
-            ema.module if ema is not None else model,
-            run_dir / "release",
-            label_names=classes,
-            extra={"training": record, **multi},
-        )
+        extra = {"training": record, **multi}
+        release_dir = save_pretrained(state.eval_model, run_dir / "release", label_names=classes, extra=extra)
         log.info("release written to %s", release_dir)
-    if fh is not None:
-        logging.getLogger("crossvit").removeHandler(fh)
-        fh.close()
     return {
         "run_dir": str(run_dir),
         "release_dir": str(release_dir) if release_dir else None,
@@ -440,14 +360,13 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         "top5": metrics.get("top5"),
         **{k: metrics[k] for k in ("mAP", "f1_micro", "f1_macro") if k in metrics},
         "val_loss": metrics.get("loss"),
-        "best_top1": best_top1 if best_top1 >= 0 else None,
+        "best_top1": best_top1,
         "epochs": cfg.epochs,
-        "steps": step,
-        "amp": amp,
+        "steps": state.step,
+        "amp": state.amp,
         "world": dist.world,
         "complete": complete,
         "weights_sha256": hashes,
-        "wall_s": time.perf_counter() - t_start,
         "model": model,
         "classes": classes,
     }
@@ -457,38 +376,3 @@ def _validate(cfg: TrainConfig, model: nn.Module, val_dl, device, amp: str) -> d
     if cfg.multi_label:
         return evaluate_multilabel(model, val_dl, device, amp, cfg.threshold)
     return evaluate(model, val_dl, device, amp, tta=cfg.tta)
-
-
-def weights_hash(model: nn.Module) -> str:
-    """sha256 over every tensor of the state dict (sorted keys): equal hashes mean bit-identical weights."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _rank_hashes(model: nn.Module, dist: D.DistInfo) -> list[str]:
-    mine = weights_hash(model)
-    if not dist.enabled:
-        return [mine]
-    import torch.distributed as tdist
-
-    out: list[Any] = [None] * dist.world
-    tdist.all_gather_object(out, mine)
-    return out
-
-
-def _gather_rng(dist: D.DistInfo):
-    mine = rng_state()
-    if not dist.enabled:
-        return mine
-    import torch.distributed as tdist
-
-    out: list[Any] = [None] * dist.world
-    tdist.all_gather_object(out, mine)
-    return out
-
-
-def num_threads_hint() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

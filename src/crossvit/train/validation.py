@@ -20,51 +20,15 @@ from ..data.build import DIGITS
 from ..data.digits import digits_datasets
 from ..data.folder import FolderDataset, scan_folder
 from ..data.images import BadImagePolicy
-from ..hub import CONFIG_NAME, data_config, eval_transform, from_pretrained
-from ..int8 import is_int8
-from ..model import CrossViT
+from ..io.hub import data_config, eval_transform
+from ..models.model import CrossViT
+from ..runtime.fast import to_inference
+from ..runtime.int8 import is_int8
+from ..runtime.source import load_model
 from .engine import evaluate
 from .precision import resolve_amp
 
 log = logging.getLogger("crossvit")
-
-
-def load_model(source: str | Path, model_name: str | None = None, img_size: int | None = None) -> CrossViT:
-    """A release dir, a training checkpoint (last.pth / best.pth), or a weights file with ``model_name``."""
-    p = Path(source)
-    if p.is_dir():
-        if not (p / CONFIG_NAME).is_file() and (p / "release" / CONFIG_NAME).is_file():
-            p = p / "release"  # a run directory
-        return from_pretrained(p, img_size=img_size)
-    if not p.is_file():
-        from ..registry import resolve_name
-
-        name = resolve_name(str(source))  # a registered name: released weights
-        from ..factory import create_model
-
-        return create_model(name, pretrained=True, img_size=img_size)
-    from .checkpoint import load_checkpoint
-
-    if p.suffix == ".pth" and (p.with_name(p.name + ".sha256")).exists():
-        st = load_checkpoint(p)
-        if isinstance(st.get("config"), dict):  # our training checkpoint: rebuild the model from its config
-            from .config import TrainConfig
-            from .model_setup import build_model
-
-            cfg = TrainConfig(**{**st["config"], "initial_checkpoint": None, "pretrained": False})
-            model = build_model(cfg, cfg.num_classes)
-            model.load_state_dict(st["model"])
-            model.label_names = st.get("label_names")
-            if img_size is not None and img_size != model.cfg.img_size[0]:
-                raise ValueError("--img-size with a training checkpoint: save a release dir first (crossvit train)")
-            return model
-    if not model_name:
-        raise ValueError(f"{p}: a plain weights file needs --model NAME to know the architecture")
-    from ..factory import create_model
-    from ..weights import read_state_dict
-
-    num_classes = read_state_dict(p)["head.0.weight"].shape[0]
-    return create_model(model_name, checkpoint=p, num_classes=num_classes, img_size=img_size)
 
 
 def eval_dataset(data: str | None, model: CrossViT, transform) -> Dataset:
@@ -122,7 +86,7 @@ def validate(
     """
     source = "model" if isinstance(model, CrossViT) else str(model)
     if not isinstance(model, CrossViT):
-        model = load_model(model, model_name, img_size)
+        model = load_model(model, model_name, img_size=img_size)
     elif img_size is not None and img_size != model.cfg.img_size[0]:
         raise ValueError(f"img_size {img_size}: rebuild the model at that size (crossvit.from_pretrained(img_size=))")
     if getattr(model, "multi_label", False):
@@ -141,16 +105,12 @@ def validate(
     if runtime == "torch":
         m = evaluate(model, dl, dev, amp, num_classes=model.num_classes, branches=True)
     else:
-        from ..fast import to_inference
-
         if dev.type != "cpu":
             raise ValueError(f"--runtime {runtime} runs on the CPU; drop --device {device}")
         fast = to_inference(model, "bf16" if amp == "bf16" else "fp32", runtime=runtime)  # type: ignore[arg-type]
         m = evaluate(fast, dl, dev, "fp32", num_classes=model.num_classes)  # it casts fp32 inputs itself
         m["runtime"] = f"{runtime} {amp}"
     if is_int8(model):  # an int8 release: the int8 network's accuracy next to the fp32 weights it came from
-        from ..fast import to_inference
-
         q = evaluate(to_inference(model, "int8", runtime="openvino"), dl, dev, "fp32", num_classes=model.num_classes)
         m["int8"] = {k: q[k] for k in ("top1", "top5", "loss")} | {"runtime": "openvino int8"}
     conf = m.pop("confusion")
@@ -174,10 +134,10 @@ def validate(
 
 
 def plot_confusion(conf: torch.Tensor, names: list[str], path: Path) -> Path:
-    import matplotlib
+    import matplotlib  # loaded on first use (slow import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded on first use (slow import)
 
     k = len(names)
     size = min(20, 2 + 0.4 * k)

@@ -1,0 +1,26 @@
+"""Building blocks of CrossViT, one concept per file."""
+
+from .attention import Attention, CrossAttention, attend
+from .block import AttentionBlock, Block, CrossAttentionBlock, norm_layer, projection
+from .conv_stem import ConvStem
+from .drop import DropPath, drop_path
+from .mlp import Mlp
+from .patch_embed import PatchEmbed
+from .pos_embed import resize_pos_embed
+
+__all__ = [
+    "Attention",
+    "AttentionBlock",
+    "Block",
+    "ConvStem",
+    "CrossAttention",
+    "CrossAttentionBlock",
+    "DropPath",
+    "Mlp",
+    "PatchEmbed",
+    "attend",
+    "drop_path",
+    "norm_layer",
+    "projection",
+    "resize_pos_embed",
+]

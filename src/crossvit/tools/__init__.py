@@ -1,1 +1,0 @@
-"""Command implementations and analysis tools (FLOPs, info, ...)."""
