@@ -87,7 +87,9 @@ def main() -> None:
         c = r["cfg"]
         arch = c.get("model") + (f" + {c['model_args']}" if c.get("model_args") else "")
         rows.append(
-            f"| `{r['name']}` | `{arch}` | {c.get('time_budget')} | {len(r['top1'])} | {r['top1'][-1]:.2f} | "
+            f"| `{r['name']}` | `{arch}` | {c.get('batch_size')} / {c.get('lr'):g}"
+            f"{' / compiled' if c.get('compile') else ''} | {c.get('time_budget')} | {len(r['top1'])} | "
+            f"{r['top1'][-1]:.2f} | "
             f"{max(r['top1']):.2f} | {r['minutes'][-1]:.1f} | {sorted(r['img_s'])[len(r['img_s']) // 2]:.0f} | "
             f"{chr(65 + cpus.index(r['cpu']))} |"
         )
@@ -108,8 +110,9 @@ def main() -> None:
         "command, data caching and validation included (the last one is the end of training; the final "
         "evaluation and release follow within seconds).",
         "",
-        "| run | model | budget | epochs | final top-1 | best top-1 | minutes | train img/s (median) | CPU |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | model | batch / lr | budget | epochs | final top-1 | best top-1 | minutes | train img/s (median) "
+        "| CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"![validation top-1 against minutes]({rel})",
