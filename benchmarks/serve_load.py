@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
 import shutil
 import signal
 import socket
@@ -35,18 +33,9 @@ import threading
 import time
 from pathlib import Path
 
+from crossvit.train.precision import cpu_description
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        name = next(ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name"))
-        flags = next(ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags"))
-        extra = [f for f in ("avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16") if f in flags]
-        return f"{name} ({' '.join(extra)}), {os.cpu_count()} logical CPUs"
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def baseline(checkpoint: str, paths: list[Path], batch: int, precision: str | None, runtime: str | None) -> dict:
@@ -258,7 +247,7 @@ def main() -> int:
     first = [kb for t, kb in rss if t - t_start <= 10]
     last = [kb for t, kb in rss if stop_at - t <= 10]
     out = {
-        "cpu": cpu_name(),
+        "cpu": cpu_description(),
         "checkpoint": args.checkpoint,
         "images": len(paths),
         "clients": args.clients,
