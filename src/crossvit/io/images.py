@@ -135,26 +135,25 @@ def expand_paths(specs: Iterable[str | Path]) -> list[Path]:
             seen.add(p)
             out.append(p)
 
-    for spec in specs:
-        p = Path(spec)
+    def add_tree(p: Path) -> None:  # a folder: every image file under it, sorted; anything else: itself
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 if is_image_file(f):
                     add(f)
-        elif p.exists():
+        else:
             add(p)
+
+    for spec in specs:
+        p = Path(spec)
+        if p.exists():
+            add_tree(p)
         elif any(c in str(spec) for c in _GLOB_CHARS):
             hits = sorted(glob.glob(str(spec), recursive=True))
             if not hits:
                 add(p)  # reported as "no such file" by load_image
             for h in hits:
-                hp = Path(h)
-                if hp.is_dir():
-                    for f in sorted(hp.rglob("*")):
-                        if is_image_file(f):
-                            add(f)
-                elif hp.is_file():
-                    add(hp)
+                if Path(h).is_dir() or Path(h).is_file():
+                    add_tree(Path(h))
         else:
             add(p)
     return out
