@@ -10,11 +10,26 @@ from pathlib import Path
 import torch
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for ln in text.splitlines():
+        if not ln.strip():  # the blank line after the first processor's block
+            break
+        key, _, value = ln.partition(":")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def cpu_supports_bf16() -> bool:
     """True on CPUs with native bf16 (AVX512-BF16 or AMX-BF16), where bf16 autocast is fast."""
     try:
         if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+            flags = _cpuinfo().get("flags", "")
             return not flags or any(f in flags for f in ("avx512_bf16", "amx_bf16"))
     except (AttributeError, RuntimeError):
         pass
@@ -23,20 +38,14 @@ def cpu_supports_bf16() -> bool:
 
 def cpu_description() -> str:
     """'AMD EPYC (family 26 model 2; avx512_bf16 avx512_vnni), 2 logical CPUs': what decides speed, for logs."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    info = _cpuinfo()
+    if not info:
         return f"{platform.processor() or 'unknown CPU'}, {os.cpu_count()} logical CPUs"
-    lines = text.splitlines()
-    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown CPU")
-    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    flags = info.get("flags", "").split()
     fast = [f for f in ("amx_bf16", "avx512_bf16", "avx512_vnni") if f in flags] or ["no native bf16"]
-
-    def num(key: str) -> str:
-        return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":")[0].strip() == key), "?")
-
     # the model name alone can be as vague as "AMD EPYC"; family 25 is Zen 3/4, 26 Zen 5, Intel 6/143 Sapphire Rapids
-    return f"{name} (family {num('cpu family')} model {num('model')}; {' '.join(fast)}), {os.cpu_count()} logical CPUs"
+    return (f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')} model "
+            f"{info.get('model', '?')}; {' '.join(fast)}), {os.cpu_count()} logical CPUs")  # fmt: skip
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
