@@ -102,6 +102,7 @@ def test_prepare_training_keeps_gradients(tiny: nn.Module) -> None:
 
 @pytest.mark.slow
 def test_compiled_inference_matches_eager(tiny: nn.Module, tmp_path, monkeypatch) -> None:
+    """torch.compile (inductor, with freezing) of a CrossViT in eval mode gives the eager logits."""
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # no stale / shared compile cache
     x = _images(2)
     with torch.no_grad():
@@ -139,6 +140,8 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys) -> None:
         "timm",
         "--threads",
         "1",
+        "--runtime",
+        "torch",  # the OpenVINO rows have their own tests; here they would only add compile time
     ]
     assert main([*argv, "--reps", "2", "--min-time", "0", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -150,6 +153,12 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys) -> None:
         assert len(r["samples_ms"]) == 2 and r["img_s"] > 0 and r["best_ours_over_this"] > 0
     assert data["gemm_peak_gflops"]["bf16"] > 0 and data["flops_per_image"] > 0
     assert set(data["gemm_n"]) == {"bf16", "fp32"} and all(256 <= n <= 2048 for n in data["gemm_n"].values())
+    # our OpenVINO runtime gets its row too (fp32 only: one network to compile)
+    ov = ["benchmark", "--model", "cifar", "--batch-sizes", "1", "--precision", "fp32", "--peers", "none",
+          "--runtime", "torch,openvino", "--threads", "1", "--reps", "1", "--min-time", "0", "--json", str(out)]  # fmt: skip
+    assert main(ov) == 0
+    rows = {r["label"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"ours eager", "ours openvino fp32"} and rows["ours openvino fp32"]["img_s"] > 0
 
 
 def test_gemm_peak_is_sized_to_the_cpu(monkeypatch) -> None:
@@ -177,6 +186,8 @@ def test_benchmark_train_mode_runs(tmp_path) -> None:
         "1",
         "--threads",
         "1",
+        "--runtime",
+        "torch",  # the OpenVINO rows have their own tests; here they would only add compile time
     ]
     assert main([*argv, "--min-time", "0", "--json", str(out)]) == 0
     labels = {r["label"] for r in json.loads(out.read_text())["rows"]}
