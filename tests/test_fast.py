@@ -155,7 +155,8 @@ def test_benchmark_cli_writes_table_and_json(tmp_path, capsys) -> None:
     assert set(data["gemm_n"]) == {"bf16", "fp32"} and all(256 <= n <= 2048 for n in data["gemm_n"].values())
     # our OpenVINO runtime gets its row too (fp32 only: one network to compile)
     ov = ["benchmark", "--model", "cifar", "--batch-sizes", "1", "--precision", "fp32", "--peers", "none",
-          "--runtime", "torch,openvino", "--threads", "1", "--reps", "1", "--min-time", "0", "--json", str(out)]  # fmt: skip
+          "--runtime", "torch,openvino", "--threads", "1", "--reps", "1", "--min-time", "0",
+          "--json", str(out)]  # fmt: skip
     assert main(ov) == 0
     rows = {r["label"]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"ours eager", "ours openvino fp32"} and rows["ours openvino fp32"]["img_s"] > 0
