@@ -204,8 +204,12 @@ def test_checkpoint_of_another_architecture(tmp_path, capsys, photos) -> None:
     (rel / "config.json").write_text(json.dumps({"architecture": "resnet50", "num_classes": 10}))
     save_file(net.state_dict(), rel / "model.safetensors")
     assert cli(["predict", str(photos / "chelsea.jpg"), "--checkpoint", str(rel)]) == 2
+    err = capsys.readouterr().err  # timm's resnet50 is a model here (a timm release), but these are not its weights
+    assert "other/model.safetensors" in err and "not weights of timm/resnet50" in err
+    (rel / "config.json").write_text(json.dumps({"architecture": "my_resnet_50", "num_classes": 10}))
+    assert cli(["predict", str(photos / "chelsea.jpg"), "--checkpoint", str(rel)]) == 2
     err = capsys.readouterr().err
-    assert "config.json" in err and "resnet50" in err and "not a CrossViT model" in err
+    assert "config.json" in err and "my_resnet_50" in err and "neither a CrossViT nor a timm model" in err
 
 
 def _probs_by_label(rows: list[dict]) -> list[dict[str, float]]:

@@ -19,11 +19,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor, nn
+
 from ..models.config import CrossViTConfig
 from ..models.model import CrossViT
 from ..models.preprocess import data_config, eval_transform
 from ..models.registry import PretrainedCfg, get_entry, list_models, resolve_name
 from ..models.single import build_model
+from ..models.timm_model import TimmClassifier, TimmConfig
 from .model_card import CARD_NAME, card_text, model_stats
 from .weights import CheckpointError, file_sha256, load_into, read_state_dict, to_timm_state_dict
 
@@ -68,8 +71,33 @@ def save_pretrained(
     if label_names is not None and len(label_names) != model.num_classes:
         raise ValueError(f"label_names has {len(label_names)} entries but the model has {model.num_classes} classes")
     dc = data_config(model)
-    arch = _architecture_name(model)
-    pretrained_cfg = {
+    if isinstance(model, TimmClassifier):
+        config, sd = _timm_release(model, dc)
+    else:
+        config, sd = _crossvit_release(model, dc)
+    if label_names is not None:
+        config["label_names"] = list(label_names)
+    released = getattr(model, "released_weights", None)
+    if released is not None and released.num_classes == model.num_classes:  # still the released ImageNet classifier
+        config["training"] = {
+            "dataset_id": "imagenet-1k", "data_description": "ImageNet-1k", "top1": released.top1,
+            "note": f"the official release's weights ({released.url}); top-1 as timm measured it",
+        }  # fmt: skip
+    if extra:
+        config.update(extra)
+    config["model_stats"] = model_stats(model)
+    sd = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+    _atomic_write(save_dir / WEIGHTS_NAME, lambda p: save_file(sd, p, metadata={"format": "pt"}))
+    # The config is written last and names the weights' digest: a damaged or mismatched pair is caught on load.
+    config["weights_sha256"] = file_sha256(save_dir / WEIGHTS_NAME)
+    _atomic_write(save_dir / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    write_card(save_dir, card_source, config)
+    return save_dir
+
+
+def _preprocessing(model: nn.Module, dc: dict[str, Any]) -> dict[str, Any]:
+    """timm's pretrained_cfg fields for the preprocessing ``dc`` (a data config)."""
+    return {
         "tag": "custom",
         "custom_load": False,
         "input_size": list(dc["input_size"]),
@@ -80,6 +108,31 @@ def save_pretrained(
         "mean": list(dc["mean"]),
         "std": list(dc["std"]),
         "num_classes": model.num_classes,
+    }
+
+
+def _timm_release(model: TimmClassifier, dc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """timm's own hub layout: its architecture name, its state dict; ``timm_config`` rebuilds it exactly here."""
+    net = model.net
+    own = getattr(net, "pretrained_cfg", None) or {}
+    pretrained_cfg = _preprocessing(model, dc) | {
+        k: own[k] for k in ("pool_size", "first_conv", "classifier") if k in own
+    }
+    config = {
+        "architecture": model.cfg.name,
+        "num_classes": model.num_classes,
+        "num_features": int(getattr(net, "num_features", 0)),
+        "model_args": {**model.cfg.model_args},
+        "pretrained_cfg": pretrained_cfg,
+        "timm_config": model.cfg.to_dict(),
+    }
+    return config, net.state_dict()
+
+
+def _crossvit_release(model: CrossViT, dc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    arch = _architecture_name(model)
+    pretrained_cfg = {
+        **_preprocessing(model, dc),
         "pool_size": None,
         "first_conv": ["patch_embed.0.proj", "patch_embed.1.proj"],
         "classifier": ["head.0", "head.1"],
@@ -93,24 +146,7 @@ def save_pretrained(
         "pretrained_cfg": pretrained_cfg,
         "crossvit_config": model.cfg.to_dict(),
     }
-    if label_names is not None:
-        config["label_names"] = list(label_names)
-    released = getattr(model, "released_weights", None)
-    if released is not None and released.num_classes == model.num_classes:  # still the released ImageNet classifier
-        config["training"] = {
-            "dataset_id": "imagenet-1k", "data_description": "ImageNet-1k", "top1": released.top1,
-            "note": f"the official release's weights ({released.url}); top-1 as timm measured it",
-        }  # fmt: skip
-    if extra:
-        config.update(extra)
-    config["model_stats"] = model_stats(model)
-    sd = {k: v.detach().to("cpu").contiguous() for k, v in to_timm_state_dict(model.state_dict()).items()}
-    _atomic_write(save_dir / WEIGHTS_NAME, lambda p: save_file(sd, p, metadata={"format": "pt"}))
-    # The config is written last and names the weights' digest: a damaged or mismatched pair is caught on load.
-    config["weights_sha256"] = file_sha256(save_dir / WEIGHTS_NAME)
-    _atomic_write(save_dir / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
-    write_card(save_dir, card_source, config)
-    return save_dir
+    return config, to_timm_state_dict(model.state_dict())
 
 
 def write_card(release_dir: str | Path, source: str | None = None, config: dict[str, Any] | None = None) -> Path:
@@ -177,17 +213,28 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def config_from_release(config: dict[str, Any], source: str = CONFIG_NAME) -> CrossViTConfig:
-    if "crossvit_config" in config:
-        try:
-            return CrossViTConfig.from_dict(config["crossvit_config"])
-        except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{source}: bad crossvit_config: {e}") from None
+def config_from_release(config: dict[str, Any], source: str = CONFIG_NAME) -> CrossViTConfig | TimmConfig:
+    """The architecture a release config records: ours in full, a timm model trained here, or timm's own layout."""
+    for key, kind in (("crossvit_config", CrossViTConfig), ("timm_config", TimmConfig)):
+        if key in config:
+            try:
+                return kind.from_dict(config[key])
+            except (TypeError, ValueError) as e:
+                raise CheckpointError(f"{source}: bad {key}: {e}") from None
     arch = config["architecture"]
     try:
         name = resolve_name(arch)
     except ValueError as e:
-        raise CheckpointError(f"{source}: architecture {arch!r} is not a CrossViT model: {e}") from None
+        try:  # a timm release of another family (e.g. the hub's timm/resnet18.a1_in1k)
+            cfg = TimmConfig.for_name(arch)
+        except ValueError:
+            raise CheckpointError(
+                f"{source}: architecture {arch!r} is neither a CrossViT nor a timm model: {e}"
+            ) from None
+        size = config.get("pretrained_cfg", {}).get("input_size", [])[1:]
+        return cfg.replace(
+            num_classes=int(config.get("num_classes", cfg.num_classes)), **({"img_size": tuple(size)} if size else {})
+        )
     cfg = get_entry(name).cfg
     changes: dict[str, Any] = {"num_classes": int(config.get("num_classes", cfg.num_classes))}
     size = config.get("model_args", {}).get("img_size") or config.get("pretrained_cfg", {}).get("input_size", [])[1:]
@@ -222,20 +269,26 @@ def from_pretrained(
         if not alt.exists():
             raise FileNotFoundError(f"{weights}: missing (next to {cfg_path})")
         weights = alt
-    model = build_model(cfg)
     expected = config.get("weights_sha256")
     if expected and weights.name == WEIGHTS_NAME and file_sha256(weights) != expected:
         raise CheckpointError(
             f"{weights}: its sha256 differs from the one {cfg_path} records: the file is damaged or was replaced"
         )
-    load_into(model, read_state_dict(weights), source=str(weights))
+    if isinstance(cfg, TimmConfig):  # timm's own keys and head: load as saved, then give it the new head
+        model = TimmClassifier(cfg.replace(num_classes=saved_cfg.num_classes))
+        model.load_weights(read_state_dict(weights), source=str(weights))
+        model.reset_classifier(cfg.num_classes)
+    else:
+        model = build_model(cfg)
+        load_into(model, read_state_dict(weights), source=str(weights))
     pc = dict(config.get("pretrained_cfg", {}))
     if img_size is not None:
         pc["input_size"] = [cfg.in_chans, *cfg.img_size]
     model.pretrained_cfg = pretrained_cfg or (PretrainedCfg.from_dict(pc) if pc else None)
     labels = config.get("label_names")
     model.label_names = list(labels) if labels and cfg.num_classes == saved_cfg.num_classes else None
-    model.architecture = config.get("architecture") if config.get("architecture") != "crossvit" else None
+    if isinstance(model, CrossViT):
+        model.architecture = config.get("architecture") if config.get("architecture") != "crossvit" else None
     # a multi-label model scores each label by its own sigmoid: predict thresholds, validate refuses top-1
     model.multi_label = bool(config.get("multi_label", False))
     model.threshold = float(config.get("threshold", 0.5))

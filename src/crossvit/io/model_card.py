@@ -19,6 +19,7 @@ from ..models.config import CrossViTConfig
 from ..models.flops import count_macs, count_params
 from ..models.registry import get_entry, list_models
 from ..models.single import build_model
+from ..models.timm_model import TimmConfig
 
 CARD_NAME = "README.md"
 PAPER = "CrossViT: Cross-Attention Multi-Scale Vision Transformer for Image Classification"
@@ -49,7 +50,7 @@ def model_stats(model) -> dict[str, float]:
     return {"params_m": round(count_params(model) / 1e6, 3), "gmacs": round(count_macs(model) / 1e9, 4)}
 
 
-def stats_of_config(cfg: CrossViTConfig) -> dict[str, float]:
+def stats_of_config(cfg: CrossViTConfig | TimmConfig) -> dict[str, float]:
     """The same counts from an architecture alone (a randomly initialised copy: counts do not depend on weights)."""
     return model_stats(build_model(cfg))
 
@@ -62,7 +63,10 @@ def _timm_has(arch: str) -> bool:
 
 def card_data(config: dict[str, Any]) -> ModelCardData:
     arch = config.get("architecture", "crossvit")
-    tags = ["image-classification", "vision-transformer", "crossvit"] + (["timm"] if _timm_has(arch) else [])
+    if "timm_config" in config:  # a timm architecture trained here
+        tags = ["image-classification", "timm"]
+    else:
+        tags = ["image-classification", "vision-transformer", "crossvit"] + (["timm"] if _timm_has(arch) else [])
     train = config.get("training") or {}
     datasets = [train["dataset_id"]] if train.get("dataset_id") else None
     evals = None
@@ -114,6 +118,14 @@ def _architecture(cfg: CrossViTConfig, arch: str) -> list[str]:
     ]
 
 
+def _timm_architecture(cfg: TimmConfig) -> list[str]:
+    args = f", **{cfg.model_args}" if cfg.model_args else ""
+    return [
+        f"`timm/{cfg.name}`: timm's architecture (`timm.create_model({cfg.name!r}{args})`), trained with crossvit's "
+        f"pipeline; input {cfg.img_size[0]}x{cfg.img_size[1]} px."
+    ]
+
+
 def _fmt(v: Any) -> str:
     if v is None or v == "":
         return "none"
@@ -145,7 +157,7 @@ def _training(train: dict[str, Any]) -> list[str]:
 
 def snippet(config: dict[str, Any], source: str) -> str:
     """Python that loads the release from ``source`` and classifies one image; it runs as written."""
-    h, w = config["crossvit_config"]["img_size"]
+    h, w = (config.get("crossvit_config") or config["timm_config"])["img_size"]
     k = min(3, int(config.get("num_classes", 1)))
     return (
         "import crossvit\n"
@@ -158,7 +170,8 @@ def snippet(config: dict[str, Any], source: str) -> str:
 
 def card_text(config: dict[str, Any], source: str) -> str:
     """The whole README.md for a release's ``config`` that users load from ``source`` (a hub id or a path)."""
-    cfg = CrossViTConfig.from_dict(config["crossvit_config"])
+    timm_cfg = TimmConfig.from_dict(config["timm_config"]) if "timm_config" in config else None
+    cfg = timm_cfg or CrossViTConfig.from_dict(config["crossvit_config"])
     arch = config.get("architecture", "crossvit")
     stats = config.get("model_stats") or stats_of_config(cfg)
     labels = config.get("label_names")
@@ -174,7 +187,7 @@ def card_text(config: dict[str, Any], source: str) -> str:
         "",
         "## Model",
         "",
-        *_architecture(cfg, arch),
+        *(_timm_architecture(timm_cfg) if timm_cfg else _architecture(cfg, arch)),
         "",
         f"**{stats['params_m']:.2f} M parameters, {stats['gmacs']:.3f} GMACs** per {cfg.img_size[0]}x"
         f"{cfg.img_size[1]} image (multiply-accumulates of every convolution, linear layer and attention product).",

@@ -22,7 +22,8 @@ def count_params(model: nn.Module) -> int:
 def count_macs(model: nn.Module, img_size: tuple[int, int] | None = None) -> int:
     """Multiply-accumulates of one forward pass on one image (FLOP counter's FLOPs / 2)."""
     m = copy.deepcopy(model).float().eval()
-    m.set_attention_impl("math")
+    if hasattr(m, "set_attention_impl"):  # ours; a timm model (a CNN teacher) is counted as it runs
+        m.set_attention_impl("math")
     size = img_size or m.cfg.img_size
     x = torch.zeros(1, m.cfg.in_chans, *size, device=next(m.parameters()).device)  # a GPU model counts on the GPU
     with FlopCounterMode(display=False) as counter:

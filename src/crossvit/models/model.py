@@ -39,6 +39,19 @@ def _runtime(name: str) -> Callable[..., Any]:
     return _RUNTIME[name]
 
 
+class Predicts:
+    """``predict`` and ``to_inference`` for a classifier of this package (a CrossViT, a timm model trained here)."""
+
+    @torch.no_grad()
+    def predict(self, images, topk: int = 5, batch_size: int = 32):
+        """Top-k predictions for PIL images / paths, the model's own preprocessing (see crossvit.runtime.prediction)."""
+        return _runtime("predict")(self, images, topk=topk, batch_size=batch_size)
+
+    def to_inference(self, precision: str = "bf16", compile: bool = False, **kwargs) -> nn.Module:
+        """Fast inference form (bf16 weights, torch.compile, OpenVINO): :func:`crossvit.runtime.fast.to_inference`."""
+        return _runtime("to_inference")(self, precision, compile=compile, **kwargs)
+
+
 def conv_stem(cfg: CrossViTConfig) -> tuple[ConvStem | None, int]:
     """The shared convolutional tokenizer of ``cfg`` (or None) and the channel count the patch embeddings take."""
     if not cfg.stem_dims:
@@ -47,7 +60,7 @@ def conv_stem(cfg: CrossViTConfig) -> tuple[ConvStem | None, int]:
     return stem, stem.out_chans
 
 
-class CrossViT(nn.Module):
+class CrossViT(Predicts, nn.Module):
     """CrossViT built from one :class:`CrossViTConfig`. State-dict keys follow the released (IBM) layout.
 
     With ``cfg.single_branch`` it is the baseline of Table 2, the L branch alone: every per-branch list holds that
@@ -248,15 +261,6 @@ class CrossViT(nn.Module):
         if intermediates_only:
             return inter
         return [n(t) for n, t in zip(self.norm, xs)], inter
-
-    @torch.no_grad()
-    def predict(self, images, topk: int = 5, batch_size: int = 32):
-        """Top-k predictions for PIL images / paths, the model's own preprocessing (see crossvit.runtime.prediction)."""
-        return _runtime("predict")(self, images, topk=topk, batch_size=batch_size)
-
-    def to_inference(self, precision: str = "bf16", compile: bool = False, **kwargs) -> nn.Module:
-        """Fast inference form (bf16 weights, torch.compile, OpenVINO): :func:`crossvit.runtime.fast.to_inference`."""
-        return _runtime("to_inference")(self, precision, compile=compile, **kwargs)
 
     def extra_repr(self) -> str:
         c = self.cfg

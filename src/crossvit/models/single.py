@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from .config import CrossViTConfig
 from .model import CrossViT
+from .timm_model import TimmClassifier, TimmConfig
 
 
-def build_model(cfg: CrossViTConfig) -> CrossViT:
-    """The model a config describes: a two-branch CrossViT, or the single-branch baseline."""
-    return CrossViT(cfg)
+def build_model(cfg: CrossViTConfig | TimmConfig) -> CrossViT | TimmClassifier:
+    """The model a config describes: a two-branch CrossViT, the single-branch baseline, or a timm architecture."""
+    return TimmClassifier(cfg) if isinstance(cfg, TimmConfig) else CrossViT(cfg)

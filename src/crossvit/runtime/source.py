@@ -32,6 +32,7 @@ from ..io.weights import CheckpointError, load_into, read_state_dict
 from ..models.config import CrossViTConfig
 from ..models.model import CrossViT
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg, get_entry, list_models, resolve_name
+from ..models.timm_model import TimmClassifier, TimmConfig, is_timm_name
 
 log = logging.getLogger("crossvit")
 
@@ -92,7 +93,7 @@ def resolve_source(source: str | Path, model_name: str | None = None) -> Source:
     return Source("name", resolve_name(s))
 
 
-def recipe_pretrained_cfg(recipe: Mapping[str, Any], cfg: CrossViTConfig) -> PretrainedCfg:
+def recipe_pretrained_cfg(recipe: Mapping[str, Any], cfg: CrossViTConfig | TimmConfig) -> PretrainedCfg:
     """The preprocessing a model trained with ``recipe`` (TrainConfig fields) is evaluated and released with."""
     return PretrainedCfg(
         tag="custom",
@@ -110,16 +111,19 @@ def model_args(recipe: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in (recipe.get("model_args") or {}).items()}
 
 
-def _from_checkpoint(src: Source, img_size: int | None) -> CrossViT:
+def _from_checkpoint(src: Source, img_size: int | None) -> CrossViT | TimmClassifier:
     st = load_checkpoint(src.ref)
     conf = src.config or {}
     if img_size is not None and conf.get("img_size") not in (None, img_size):
         raise ValueError(f"{src.ref}: --img-size with a training checkpoint: save a release dir first (crossvit train)")
     size = conf.get("img_size")
-    cfg = get_entry(src.model).cfg.with_overrides(
-        num_classes=conf.get("num_classes"), img_size=size, **model_args(conf)
-    )
-    model = create_model(cfg, pretrained_cfg=recipe_pretrained_cfg(conf, cfg))
+    base = TimmConfig.for_name(src.model) if is_timm_name(src.model) else get_entry(src.model).cfg
+    cfg = base.with_overrides(num_classes=conf.get("num_classes"), img_size=size, **model_args(conf))
+    if isinstance(cfg, TimmConfig):
+        model = TimmClassifier(cfg)
+        model.pretrained_cfg = recipe_pretrained_cfg(conf, cfg)
+    else:
+        model = create_model(cfg, pretrained_cfg=recipe_pretrained_cfg(conf, cfg))
     model.load_state_dict(st["model"])
     model.label_names = st.get("label_names")
     return model

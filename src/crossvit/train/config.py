@@ -20,6 +20,7 @@ import yaml
 
 from ..models.config import CrossViTConfig
 from ..models.registry import get_entry, resolve_name
+from ..models.timm_model import TimmConfig, is_timm_name
 from .freeze import check_parts
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
@@ -243,7 +244,10 @@ class TrainConfig:
     def validate(self) -> None:
         """Check options before any work starts; errors name the option."""
 
-        resolve_name(self.model)  # unknown model -> ValueError with close matches
+        if is_timm_name(self.model):
+            TimmConfig.for_name(self.model)  # a name timm does not know -> ValueError naming --model
+        else:
+            resolve_name(self.model)  # unknown model -> ValueError with close matches
         checks = [
             (self.epochs >= 1, "--epochs", f"must be >= 1, got {self.epochs}"),
             (
@@ -297,7 +301,12 @@ class TrainConfig:
             )
         if self.mixup_active and self.batch_size < 2:
             raise ValueError("--batch-size: mixup/cutmix need at least 2 images per batch")
-        if self.model_args:
+        if is_timm_name(self.model):  # CrossViT-only options name parts and depths a timm model lacks
+            for flag, given in (("--freeze", self.freeze), ("--linear-probe", self.linear_probe),
+                                ("--layer-decay", self.layer_decay)):  # fmt: skip
+                if given:
+                    raise ValueError(f"{flag}: applies to CrossViT models, not to --model {self.model}")
+        elif self.model_args:
             try:  # on the named model's config: its fields decide what an override may combine with
                 base = get_entry(self.model).cfg
             except ValueError:  # an unknown name is reported where the model is built, with suggestions

@@ -20,6 +20,7 @@ def restart_count() -> int:
 
 def run_name(model: str) -> str:
     """Default run directory name: ``<model>-<rendezvous id>`` under an elastic agent, else ``<model>-<time>``."""
+    model = model.replace("/", "-")  # timm/resnet18: one directory, not two
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
     if run_id and run_id != "none":
         return f"{model}-{run_id}"

@@ -10,6 +10,7 @@ from ..io.hub import CONFIG_NAME, config_from_release, from_pretrained, load_con
 from ..models.config import CrossViTConfig
 from ..models.model import CrossViT
 from ..models.registry import get_entry, get_pretrained_cfg
+from ..models.timm_model import TimmClassifier, TimmConfig, is_timm_name
 from ..runtime.source import Source, model_args, recipe_pretrained_cfg, resolve_source
 
 
@@ -31,8 +32,10 @@ def _initial(cfg: Any) -> Source | None:
     return src
 
 
-def arch_config(cfg: Any) -> CrossViTConfig:
+def arch_config(cfg: Any) -> CrossViTConfig | TimmConfig:
     """Architecture implied by the options, before the class count is known (to size the data transforms)."""
+    if is_timm_name(cfg.model):
+        return _timm_arch(cfg)
     src = _initial(cfg)
     if src is not None and src.kind == "release":
         p = Path(src.ref) / CONFIG_NAME
@@ -45,10 +48,22 @@ def arch_config(cfg: Any) -> CrossViTConfig:
     return base.replace(**changes) if changes else base
 
 
-def build_model(cfg: Any, num_classes: int) -> CrossViT:
+def _timm_arch(cfg: Any) -> TimmConfig:
+    for flag, value in (("--pretrained", cfg.pretrained), ("--initial-checkpoint", cfg.initial_checkpoint)):
+        if value:
+            raise ValueError(f"{flag} with --model {cfg.model}: a timm architecture trains here from scratch")
+    base = TimmConfig.for_name(cfg.model)
+    return base.replace(**_model_args(cfg), **({"img_size": cfg.img_size} if cfg.img_size is not None else {}))
+
+
+def build_model(cfg: Any, num_classes: int) -> CrossViT | TimmClassifier:
     """Create the model with ``num_classes`` heads; pretrained / checkpoint weights are resized to fit. It carries
     the preprocessing of this run's recipe, the one its release will record."""
     arch = arch_config(cfg).replace(num_classes=num_classes)
+    if isinstance(arch, TimmConfig):
+        model = TimmClassifier(arch.replace(drop_rate=cfg.drop, drop_path_rate=cfg.drop_path))
+        model.pretrained_cfg = recipe_pretrained_cfg(cfg.to_dict(), arch)
+        return model
     extra = dict(_model_args(cfg), drop_rate=cfg.drop, pretrained_cfg=recipe_pretrained_cfg(cfg.to_dict(), arch))
     if cfg.img_size is not None:
         extra["img_size"] = cfg.img_size

@@ -31,6 +31,7 @@ from ..io.checkpoint import (
 )
 from ..io.hub import save_pretrained
 from ..io.model_card import RECIPE_KEYS
+from ..models.model import CrossViT
 from ..runtime.fast import pick_attention
 from . import distributed as D
 from .budget import TimeBudget
@@ -107,8 +108,10 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     run_dir = _run_dir(cfg, dist)
     # rank 0's view decides, so every rank resumes (or not) alike, also after an elastic restart
     existed = D.broadcast_object((run_dir / "last.pth").exists() or (run_dir / "best.pth").exists())
+    fh = None
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        fh = _add_file_log(run_dir)  # before the setup: train.log also holds what building the model says
     D.barrier()
     data = build_data(cfg, img_size, dist.rank, dist.world, run_dir)
     num_classes = cfg.num_classes or len(data.classes)
@@ -135,11 +138,10 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
         )
     if cfg.compile:  # only the training step: eval mode (BatchNorm statistics, no dropout) would be a second graph
         state.net = torch.compile(state.net)
-    runlog, fh = None, None
+    runlog = None
     if dist.is_main:
         cfg.save(run_dir / "config.yaml")
-        fh = _add_file_log(run_dir)
-        note = restart_note(resume)  # after the file handler: train.log keeps a line per restart
+        note = restart_note(resume)  # train.log keeps a line per restart
         if note:
             log.warning(note)
         runlog = RunLog(run_dir, cfg.tensorboard)
@@ -218,7 +220,8 @@ def setup(cfg: TrainConfig, data: Data, classes: list[str], dist: D.DistInfo, am
     model = build_model(cfg, cfg.num_classes).to(dist.device)
     model.label_names = classes
     apply_freeze(model, cfg.freeze, cfg.linear_probe)
-    model.set_attention_impl(attention)
+    if isinstance(model, CrossViT):  # a timm architecture keeps its own attention
+        model.set_attention_impl(attention)
     fast = use_fast_step(cfg.fast_step, dist.device)
     if fast:
         to_fast_layout(model)

@@ -22,6 +22,7 @@ from ..data.folder import FolderDataset, scan_folder
 from ..data.images import BadImagePolicy
 from ..io.hub import data_config, eval_transform
 from ..models.model import CrossViT
+from ..models.timm_model import TimmClassifier
 from ..runtime.fast import to_inference
 from ..runtime.int8 import is_int8
 from ..runtime.source import load_model
@@ -84,8 +85,8 @@ def validate(
     With ``out_dir``: metrics.json and confusion.png are written there. ``runtime="openvino"`` evaluates the
     OpenVINO-compiled model (``amp`` bf16 -> its bf16 precision hint); it has no per-branch accuracies.
     """
-    source = "model" if isinstance(model, CrossViT) else str(model)
-    if not isinstance(model, CrossViT):
+    source = "model" if isinstance(model, (CrossViT, TimmClassifier)) else str(model)
+    if not isinstance(model, (CrossViT, TimmClassifier)):
         model = load_model(model, model_name, img_size=img_size)
     elif img_size is not None and img_size != model.cfg.img_size[0]:
         raise ValueError(f"img_size {img_size}: rebuild the model at that size (crossvit.from_pretrained(img_size=))")
@@ -103,7 +104,7 @@ def validate(
     t0 = time.perf_counter()
     amp = resolve_amp(amp, dev)
     if runtime == "torch":
-        m = evaluate(model, dl, dev, amp, num_classes=model.num_classes, branches=True)
+        m = evaluate(model, dl, dev, amp, num_classes=model.num_classes, branches=isinstance(model, CrossViT))
     else:
         if dev.type != "cpu":
             raise ValueError(f"--runtime {runtime} runs on the CPU; drop --device {device}")

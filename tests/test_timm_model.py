@@ -1,0 +1,95 @@
+"""A timm architecture (``--model timm/NAME``) is trained, resumed, released, loaded and used as a teacher like ours."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file
+
+import crossvit
+from crossvit.cli import main as cli_main
+from crossvit.data.synthetic import make_image_folder
+from crossvit.models.timm_model import TimmClassifier
+from crossvit.runtime.source import load_model
+from crossvit.train import TrainConfig, train
+from crossvit.train.model_setup import arch_config
+from crossvit.train.validation import validate
+from test_train import tiny
+
+CNN = "timm/resnet10t"  # the smallest ResNet timm has: a CNN teacher in miniature
+
+
+@pytest.fixture(scope="module")
+def toy16(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("toy16"), classes=3, per_class=4, size=16, val_per_class=2)
+
+
+def cnn(data, out, **kw) -> TrainConfig:
+    return tiny(data, out, model=CNN, model_args=None, img_size=16, mixup=0.0, cutmix=0.0, **kw)
+
+
+@pytest.fixture(scope="module")
+def cnn_run(toy16, tmp_path_factory):
+    return train(cnn(toy16, tmp_path_factory.mktemp("cnn"), epochs=2))
+
+
+def test_timm_model_trains_and_its_release_loads_here_and_in_timm(cnn_run, toy16) -> None:
+    assert cnn_run["complete"] and cnn_run["steps"] == 4  # 12 images / batch 6 x 2 epochs
+    release = Path(cnn_run["release_dir"])
+    config = json.loads((release / "config.json").read_text())
+    assert config["architecture"] == "resnet10t" and config["timm_config"]["img_size"] == [16, 16]
+    assert config["label_names"] == ["class_0", "class_1", "class_2"]
+    trained = cnn_run["model"].eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = trained(x)
+        mine = crossvit.from_pretrained(release).eval()
+        assert isinstance(mine, TimmClassifier) and mine.label_names == config["label_names"]
+        torch.testing.assert_close(mine(x), want)
+        # timm reads the release as one of its own: same keys, same logits
+        overlay = dict(file=str(release / "model.safetensors"), num_classes=3)
+        theirs = timm.create_model("resnet10t", num_classes=3, pretrained=True, pretrained_cfg_overlay=overlay).eval()
+        torch.testing.assert_close(theirs(x), want)
+    assert set(load_file(str(release / "model.safetensors"))) == set(theirs.state_dict())
+
+
+def test_timm_model_resumes_exactly(toy16, tmp_path, cnn_run) -> None:
+    part = train(cnn(toy16, tmp_path, epochs=2, stop_epoch=1))
+    assert not part["complete"] and part["steps"] == 2
+    resumed = train(cnn(toy16, tmp_path, epochs=2, resume="auto"))
+    assert resumed["complete"] and resumed["steps"] == 4
+    assert resumed["weights_sha256"] == cnn_run["weights_sha256"]  # as if never stopped
+
+
+def test_tools_take_the_timm_release_and_its_run_dir(cnn_run, toy16, capsys) -> None:
+    release = cnn_run["release_dir"]
+    img = sorted(Path(toy16, "val").rglob("*.png"))[0]
+    assert cli_main(["predict", str(img), "--checkpoint", release, "--format", "json", "--topk", "2"]) == 0
+    got = json.loads(capsys.readouterr().out)[0]["topk"]
+    assert len(got) == 2 and got[0]["label"].startswith("class_")
+    m = validate(release, str(Path(toy16, "val")), workers=0)
+    assert m["images"] == 6 and "top1_branch_s" not in m
+    best = load_model(Path(cnn_run["run_dir"]) / "best.pth")  # a training checkpoint rebuilds the timm model
+    assert isinstance(best, TimmClassifier) and best.cfg.img_size == (16, 16)
+
+
+def test_a_timm_teacher_distils_into_a_crossvit_student(cnn_run, toy16, tmp_path, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="crossvit"):
+        res = train(tiny(toy16, tmp_path, teacher=cnn_run["release_dir"], distill="hard", distill_alpha=0.5))
+    assert res["complete"] and res["steps"] == 2 and isinstance(res["model"], crossvit.CrossViT)
+    assert f"distilling from {cnn_run['release_dir']} (hard, alpha 0.50" in caplog.text
+    assert "distilling from" in (Path(res["run_dir"]) / "train.log").read_text()  # the run's own log says so too
+
+
+def test_timm_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="--model timm/no_such_net"):
+        TrainConfig(model="timm/no_such_net", aa=None).validate()
+    with pytest.raises(ValueError, match="--layer-decay: applies to CrossViT models"):
+        TrainConfig(model=CNN, layer_decay=0.75, aa=None).validate()
+    with pytest.raises(ValueError, match="--pretrained with --model timm/resnet10t"):
+        arch_config(TrainConfig(model=CNN, pretrained=True, aa=None))
