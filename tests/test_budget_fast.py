@@ -203,6 +203,7 @@ def toy16(tmp_path_factory):
     return make_image_folder(tmp_path_factory.mktemp("toy16"), classes=3, per_class=6, size=16, val_per_class=2)
 
 
+@pytest.mark.slow  # a 20-s time-budget run, then its resume
 def test_memory_loader_budget_run_ends_complete_and_resumes(toy16, tmp_path):
     cfg = tiny(toy16, tmp_path, loader="memory", crop_pad=2, time_budget="20s", epochs=50, batch_size=4,
                tta="flip", model_ema=True, model_ema_decay=0.9, model_ema_warmup=True)  # fmt: skip

@@ -170,6 +170,7 @@ def test_gemm_peak_is_sized_to_the_cpu(monkeypatch) -> None:
     assert bench.gemm_size(torch.bfloat16, torch.device("cuda")) == 8192
 
 
+@pytest.mark.slow
 def test_benchmark_train_mode_runs(tmp_path) -> None:
     from crossvit.cli import main
 

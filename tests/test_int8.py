@@ -15,6 +15,8 @@ import crossvit
 from crossvit.cli import main as cli_main
 from crossvit.runtime.fast import to_inference
 
+pytestmark = pytest.mark.slow  # NNCF quantizes a model once for the module (~12 s), then every tool loads it
+
 pytest.importorskip("nncf")
 pytest.importorskip("openvino")
 

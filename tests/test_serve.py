@@ -203,6 +203,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # a real server process, drained on SIGTERM: ~11 s
 def test_sigterm_drains_in_flight_requests_and_exits_0(release: Path) -> None:
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -78,6 +78,7 @@ def upload_and_wait(driver, url: str, image: Path, timeout: float = 60) -> None:
     )
 
 
+@pytest.mark.slow  # a real Chromium: ~13 s
 def test_page_shows_top1_and_attention_overlays(tmp_path: Path, tiny_cfg) -> None:
     from selenium.webdriver.common.by import By
 
