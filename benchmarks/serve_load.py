@@ -178,7 +178,8 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=512, help="images used (default 512)")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=120)
-    p.add_argument("--batch-size", type=int, default=32, help="of the baseline and the server's --max-batch")
+    p.add_argument("--batch-size", type=int, default=32, help="of the baseline (crossvit predict's default: 32)")
+    p.add_argument("--max-batch", type=int, default=None, help="the server's --max-batch (default --batch-size)")
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--precision", default=None)
     p.add_argument("--runtime", default=None)
@@ -199,7 +200,7 @@ def main() -> int:
 
     port = free_port()
     cmd = [sys.executable, "-m", "crossvit", "serve", "--checkpoint", args.checkpoint, "--port", str(port),
-           "--max-batch", str(args.batch_size), "--max-wait-ms", str(args.max_wait_ms)]  # fmt: skip
+           "--max-batch", str(args.max_batch or args.batch_size), "--max-wait-ms", str(args.max_wait_ms)]  # fmt: skip
     for opt in ("precision", "runtime"):
         if getattr(args, opt):
             cmd += [f"--{opt}", getattr(args, opt)]
@@ -253,6 +254,7 @@ def main() -> int:
         "clients": args.clients,
         "client": client_kind,
         "server_threads": args.server_threads,
+        "max_batch": args.max_batch or args.batch_size,
         "max_wait_ms": args.max_wait_ms,
         "seconds": elapsed,
         "requests_ok": load["requests"],
