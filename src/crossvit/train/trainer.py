@@ -32,6 +32,7 @@ from ..io.checkpoint import (
 from ..io.hub import save_pretrained
 from ..io.model_card import RECIPE_KEYS
 from ..models.model import CrossViT
+from ..models.timm_model import is_timm_name
 from ..runtime.fast import pick_attention
 from . import distributed as D
 from .budget import TimeBudget
@@ -121,6 +122,8 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     cfg = replace(cfg, num_classes=num_classes)
     # the CPU SDPA backward in bf16 is the slow half of a small model's step; explicit matmuls run on the GEMM units
     attention = cfg.attention if cfg.attention != "auto" else pick_attention(dist.device, amp, training=True)
+    if is_timm_name(cfg.model):
+        attention = "timm's own"  # what the log says; a timm model is not switched
     state = setup(cfg, data, classes, dist, amp, attention)
 
     # --- resume: the newest good checkpoint of this run, or the one --resume names -------------------------------
