@@ -14,10 +14,11 @@ from safetensors.torch import load_file
 import crossvit
 from crossvit.cli import main as cli_main
 from crossvit.data.synthetic import make_image_folder
+from crossvit.models.flops import count_macs, count_params
 from crossvit.models.timm_model import TimmClassifier
 from crossvit.runtime.source import load_model
 from crossvit.train import TrainConfig, train
-from crossvit.train.model_setup import arch_config
+from crossvit.train.model_setup import arch_config, build_model
 from crossvit.train.validation import validate
 from test_train import tiny
 
@@ -93,3 +94,17 @@ def test_timm_options_are_checked() -> None:
         TrainConfig(model=CNN, layer_decay=0.75, aa=None).validate()
     with pytest.raises(ValueError, match="--pretrained with --model timm/resnet10t"):
         arch_config(TrainConfig(model=CNN, pretrained=True, aa=None))
+
+
+def test_timm_crossvit_with_our_dimensions_counts_like_ours() -> None:
+    """timm's CrossVit class given crossvit_cifar_36's dimensions through --model-args: the same params and MACs
+    (its fused attention is counted too), the peer a time-budget comparison trains."""
+    args = dict(img_scale=[1.0, 32 / 36], patch_size=[3, 4], embed_dim=[64, 128], depth=[[1, 3, 0]] * 3,
+                num_heads=[4, 4], mlp_ratio=[3.0, 3.0, 3.0])  # fmt: skip
+    cfg = TrainConfig(model="timm/crossvit_tiny_240", img_size=36, aa=None, model_args=args)
+    cfg.validate()
+    theirs = build_model(cfg, 10)
+    assert type(theirs.net).__name__ == "CrossVit" and theirs.cfg.img_size == (36, 36)
+    ours = crossvit.create_model("crossvit_cifar_36")
+    assert count_params(theirs) == count_params(ours)
+    assert count_macs(theirs) == count_macs(ours)

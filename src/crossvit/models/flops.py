@@ -22,8 +22,11 @@ def count_params(model: nn.Module) -> int:
 def count_macs(model: nn.Module, img_size: tuple[int, int] | None = None) -> int:
     """Multiply-accumulates of one forward pass on one image (FLOP counter's FLOPs / 2)."""
     m = copy.deepcopy(model).float().eval()
-    if hasattr(m, "set_attention_impl"):  # ours; a timm model (a CNN teacher) is counted as it runs
+    if hasattr(m, "set_attention_impl"):
         m.set_attention_impl("math")
+    for mod in m.modules():  # timm's attention layers (a timm model trained here) the same way
+        if hasattr(mod, "fused_attn"):
+            mod.fused_attn = False
     size = img_size or m.cfg.img_size
     x = torch.zeros(1, m.cfg.in_chans, *size, device=next(m.parameters()).device)  # a GPU model counts on the GPU
     with FlopCounterMode(display=False) as counter:
