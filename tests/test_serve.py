@@ -22,6 +22,7 @@ from PIL import Image
 import crossvit
 from badimages import corpus_bytes
 from crossvit.cli import build_parser
+from crossvit.cli import main as cli_main
 from crossvit.runtime.inference import predict
 
 pytest.importorskip("fastapi")
@@ -241,3 +242,11 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(release: Path) -> None:
             proc.kill()
     assert rc == 0, proc.stdout.read() if proc.stdout else ""
     assert len(results) == 3 and all(s == 200 and len(a) == 5 for s, a in results)
+
+
+def test_serve_without_its_extra_names_what_to_install(monkeypatch, capsys) -> None:
+    for name in [m for m in sys.modules if m.startswith("crossvit.serve")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, as in a process where fastapi is missing
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert cli_main(["serve", "--checkpoint", "x"]) == 2
+    assert "crossvit serve: needs fastapi: pip install 'crossvit[serve]'" in capsys.readouterr().err

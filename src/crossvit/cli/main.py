@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# commands whose module imports an optional dependency (pyproject's extras)
+EXTRAS: dict[str, str] = {"serve": "serve", "quantize": "int8", "export": "export"}
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossvit", description="CrossViT models, training and tools")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -48,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as e:
         if command and e.name and e.name.startswith("crossvit"):
             print(f"crossvit {command}: not available in this version ({e.name} is missing)", file=sys.stderr)
+            return 2
+        if command in EXTRAS and e.name:  # an optional dependency of this command
+            print(f"crossvit {command}: needs {e.name}: pip install 'crossvit[{EXTRAS[command]}]'", file=sys.stderr)
             return 2
         raise
     args = parser.parse_args(argv)

@@ -11,6 +11,15 @@ import copy
 import logging
 import signal
 
+import torch
+import uvicorn
+
+from ..runtime.fast import to_inference
+from ..runtime.inference import load_model
+from ..runtime.int8 import pick_precision
+from .app import Served, create_app
+from .batcher import Batcher
+
 log = logging.getLogger("crossvit.serve")
 
 
@@ -33,14 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace):  # noqa: ANN201 - the FastAPI app
-    import torch
-
-    from ..runtime.fast import to_inference
-    from ..runtime.inference import load_model
-    from ..runtime.int8 import pick_precision
-    from .app import Served, create_app
-    from .batcher import Batcher
-
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
     if args.threads:
@@ -57,8 +58,6 @@ def build(args: argparse.Namespace):  # noqa: ANN201 - the FastAPI app
 
 
 def main(args: argparse.Namespace) -> int:
-    import uvicorn
-
     app, served = build(args)
     print(
         f"crossvit serve: {served.name} ({served.precision}, {served.runtime}), max batch {args.max_batch}, "
