@@ -72,7 +72,8 @@ class TimmConfig:
         bare = name[len(TIMM_PREFIX) :] if is_timm_name(name) else name
         if not timm.is_model(bare):
             raise ValueError(f"--model {TIMM_PREFIX}{bare}: timm has no model of that name (see timm.list_models())")
-        size = timm.get_pretrained_cfg(bare).input_size if timm.get_pretrained_cfg(bare) else (3, 224, 224)
+        default = timm.get_pretrained_cfg(bare)
+        size = default.input_size if default is not None else (3, 224, 224)
         return cls(bare, img_size=tuple(size[1:]), in_chans=int(size[0]))
 
 
