@@ -19,6 +19,7 @@ import timm
 from torch import Tensor, nn
 
 from .model import Predicts
+from .registry import PretrainedCfg
 
 TIMM_PREFIX = "timm/"
 
@@ -80,9 +81,10 @@ class TimmConfig:
 class TimmClassifier(Predicts, nn.Module):
     """A timm model with the attributes the rest of the package reads (``cfg``, ``num_classes``, ``architecture``)."""
 
-    def __init__(self, cfg: TimmConfig) -> None:
+    def __init__(self, cfg: TimmConfig, pretrained_cfg: PretrainedCfg | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.pretrained_cfg = pretrained_cfg  # the preprocessing it was trained with (None: ImageNet's)
         self.architecture = TIMM_PREFIX + cfg.name
         kwargs: dict[str, Any] = dict(num_classes=cfg.num_classes, in_chans=cfg.in_chans, drop_rate=cfg.drop_rate)
         if cfg.drop_path_rate:  # not every timm family has stochastic depth; asked for, it must exist

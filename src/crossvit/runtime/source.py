@@ -120,8 +120,7 @@ def _from_checkpoint(src: Source, img_size: int | None) -> CrossViT | TimmClassi
     base = TimmConfig.for_name(src.model) if is_timm_name(src.model) else get_entry(src.model).cfg
     cfg = base.with_overrides(num_classes=conf.get("num_classes"), img_size=size, **model_args(conf))
     if isinstance(cfg, TimmConfig):
-        model = TimmClassifier(cfg)
-        model.pretrained_cfg = recipe_pretrained_cfg(conf, cfg)
+        model = TimmClassifier(cfg, pretrained_cfg=recipe_pretrained_cfg(conf, cfg))
     else:
         model = create_model(cfg, pretrained_cfg=recipe_pretrained_cfg(conf, cfg))
     model.load_state_dict(st["model"])

@@ -61,9 +61,8 @@ def build_model(cfg: Any, num_classes: int) -> CrossViT | TimmClassifier:
     the preprocessing of this run's recipe, the one its release will record."""
     arch = arch_config(cfg).replace(num_classes=num_classes)
     if isinstance(arch, TimmConfig):
-        model = TimmClassifier(arch.replace(drop_rate=cfg.drop, drop_path_rate=cfg.drop_path))
-        model.pretrained_cfg = recipe_pretrained_cfg(cfg.to_dict(), arch)
-        return model
+        return TimmClassifier(arch.replace(drop_rate=cfg.drop, drop_path_rate=cfg.drop_path),
+                              pretrained_cfg=recipe_pretrained_cfg(cfg.to_dict(), arch))  # fmt: skip
     extra = dict(_model_args(cfg), drop_rate=cfg.drop, pretrained_cfg=recipe_pretrained_cfg(cfg.to_dict(), arch))
     if cfg.img_size is not None:
         extra["img_size"] = cfg.img_size
