@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Table 6 at the 30-minute budget: the five fusion schemes and the single-branch baseline, each trained by
+# configs/cifar10_30min.yaml with only --model and --seed changed. Two runs at a time, each pinned to its own core
+# with one thread, so every run gets the same share of the machine. A finished run (its release exists) is skipped;
+# an interrupted one is resumed by its run directory.
+#
+#   bash benchmarks/table6_queue.sh DATA OUT TAG      e.g. ../shared/datasets/cifar10/train runs/table6 zen3
+#
+# Run it from a separate worktree; about 2.5 hours on 2 cores (five pairs of 30 minutes).
+set -u
+DATA=${1:?ImageFolder directory}; OUT=${2:?output parent}; TAG=${3:?cpu tag for the run names}
+PY=${PY:-python}
+# pairs in the order they run: first one seed of every scheme, then the extra seeds of the two that need three
+PAIRS=(
+  "conv_32:0 conv_single_32:0"
+  "conv_fuse_none_32:0 conv_fuse_allattn_32:0"
+  "conv_fuse_clstoken_32:0 conv_fuse_pairwise_32:0"
+  "conv_32:1 conv_single_32:1"
+  "conv_32:2 conv_single_32:2"
+)
+launch() {  # core model-suffix:seed
+  local core=$1 model=crossvit_cifar_${2%%:*} seed=${2##*:}
+  local name=t6-${2%%:*}-s${seed}-${TAG}
+  if [ -d "$OUT/$name/release" ]; then echo "done already: $name"; return 0; fi
+  echo "$(date +%T) start $name on core $core"
+  OMP_NUM_THREADS=1 taskset -c "$core" "$PY" -m crossvit train "$DATA" -c configs/cifar10_30min.yaml \
+    --model "$model" --seed "$seed" --threads 1 --output "$OUT" --experiment "$name" >"$OUT/$name.out" 2>&1
+  echo "$(date +%T) end $name rc $?"
+}
+mkdir -p "$OUT"
+for pair in "${PAIRS[@]}"; do
+  read -r a b <<<"$pair"
+  launch 0 "$a" & launch 1 "$b" & wait
+done
