@@ -184,6 +184,7 @@ def main() -> int:
     p.add_argument("--precision", default=None)
     p.add_argument("--runtime", default=None)
     p.add_argument("--server-threads", type=int, default=None, help="the server's --threads (default torch's)")
+    p.add_argument("--workers", type=int, default=1, help="the server's --workers (batches run at once)")
     p.add_argument("--client", choices=("auto", "wrk", "python"), default="auto", help="auto: wrk where installed")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
@@ -206,6 +207,7 @@ def main() -> int:
             cmd += [f"--{opt}", getattr(args, opt)]
     if args.server_threads:
         cmd += ["--threads", str(args.server_threads)]
+    cmd += ["--workers", str(args.workers)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_ready(port, proc)
@@ -254,6 +256,7 @@ def main() -> int:
         "clients": args.clients,
         "client": client_kind,
         "server_threads": args.server_threads,
+        "workers": args.workers,
         "max_batch": args.max_batch or args.batch_size,
         "max_wait_ms": args.max_wait_ms,
         "seconds": elapsed,
@@ -279,7 +282,7 @@ def main() -> int:
     print(f"crossvit serve, {args.clients} {client_kind} clients x {elapsed:.0f} s: {load['requests']} requests, "
           f"{load['errors']} errors, "
           f"{out['throughput_img_s']:.1f} img/s, p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms; "
-          f"mean batch {mean_batch:.1f}")  # fmt: skip
+          f"mean batch {mean_batch:.1f}, {args.workers} worker(s)")  # fmt: skip
     print(f"server RSS: peak {out['server_peak_rss_mb']:.0f} MB, first 10 s {out['server_rss_first_10s_mb']:.0f} MB, "
           f"last 10 s {out['server_rss_last_10s_mb']:.0f} MB; exit code after SIGTERM {rc}")  # fmt: skip
     print(f"throughput = {out['throughput_vs_predict']:.2f}x crossvit predict batched (the faster of "

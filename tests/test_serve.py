@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import crossvit
@@ -29,6 +30,7 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from crossvit.serve.batcher import Batcher  # noqa: E402
 from crossvit.serve.cli import build  # noqa: E402
 
 LABELS = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu"]
@@ -196,6 +198,70 @@ def test_concurrent_requests_are_batched(release: Path) -> None:
         assert_matches(a, expected(release, png(20 + i), 3))
     stats = served.batcher.stats
     assert stats.images == 6 and stats.batches < 6 and stats.largest > 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_run_batches_side_by_side_and_exclusive_work_alone(workers: int) -> None:
+    """Up to ``workers`` forward passes at once; run_exclusive (attention maps) never overlaps one."""
+    lock, active, peak = threading.Lock(), [0], [0]
+
+    def fn(x: torch.Tensor) -> torch.Tensor:  # (B, 1, 2, 2) -> (B, 3) logits that depend on the image
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)  # sleeps without the GIL, as a forward pass mostly runs
+        with lock:
+            active[0] -= 1
+        v = x.flatten(1)[:, :1]
+        return torch.cat([v, torch.zeros_like(v), -v], 1)
+
+    def exclusive() -> tuple[int, int]:
+        with lock:
+            before = active[0]
+        time.sleep(0.03)
+        with lock:
+            return before, active[0]
+
+    batcher = Batcher(fn, max_batch=2, max_wait_ms=1, workers=workers)
+
+    async def go():
+        tasks = [asyncio.create_task(batcher.submit(torch.full((1, 2, 2), i / 4))) for i in range(8)]
+        await asyncio.sleep(0.02)  # batches are running now
+        seen = await batcher.run_exclusive(exclusive)
+        probs = await asyncio.gather(*tasks)
+        await batcher.stop()
+        return seen, probs
+
+    seen, probs = asyncio.run(go())
+    assert peak[0] == workers and seen == (0, 0)
+    for i, p in enumerate(probs):  # each request got its own image's answer
+        torch.testing.assert_close(p, torch.tensor([i / 4, 0.0, -i / 4]).softmax(0))
+    assert batcher.stats.images == 8 and batcher.stats.largest == 2
+
+
+def test_two_workers_answer_as_predict_and_need_torch(release: Path) -> None:
+    threads = torch.get_num_threads()
+    try:
+        app, served = make_app(release, "--workers", "2", "--max-batch", "2", "--max-wait-ms", "50")
+        assert served.batcher.workers == 2 and torch.get_num_threads() == max(1, threads // 2)
+
+        async def go() -> list:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                rs = await asyncio.gather(*(c.post("/predict?top_k=3", content=png(40 + i)) for i in range(5)))
+                explain = await c.post("/explain", content=png(40))
+            return [r.json() for r in rs] + [explain.json()["predictions"][:3]]
+
+        answers = asyncio.run(go())
+        for i, a in enumerate(answers[:5]):
+            assert_matches(a, expected(release, png(40 + i), 3))
+        assert_matches(answers[5], expected(release, png(40), 3))
+        with pytest.raises(ValueError, match="--workers 2 needs --runtime torch"):
+            make_app(release, "--workers", "2", "--runtime", "openvino")
+        with pytest.raises(ValueError, match="--workers must be >= 1"):
+            make_app(release, "--workers", "0")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _free_port() -> int:

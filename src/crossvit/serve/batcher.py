@@ -1,8 +1,11 @@
 """Dynamic batching: images from concurrent requests are stacked into one forward pass, run on a worker thread.
 
-The event loop only queues work and wakes futures; the model runs on one dedicated thread, so calls never overlap
-(the torch model's attention-map switches and OpenVINO's infer requests are not meant for concurrent use) and
-the loop stays free to accept and decode other requests meanwhile.
+The event loop only queues work and wakes futures; the model runs on dedicated threads and the loop stays free to
+accept and decode other requests meanwhile. With one worker (the default) forward passes never overlap. With
+``workers`` > 1 up to that many batches run at once, each on its own thread: on a small CPU, one single-threaded
+forward pass per core keeps every core busy while the loop parses the next requests, where one two-threaded pass
+leaves a core idle between batches. Work that switches the model's attention-map recording (``run_exclusive``)
+waits until no batch is running, and none starts until it is done.
 """
 
 from __future__ import annotations
@@ -47,22 +50,37 @@ class Batcher:
     """
 
     def __init__(self, fn: Callable[[Tensor], Tensor], max_batch: int = 32, max_wait_ms: float = 10.0,
-                 pad_to_buckets: bool = False) -> None:  # fmt: skip
+                 pad_to_buckets: bool = False, workers: int = 1) -> None:  # fmt: skip
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError(f"--max-batch must be >= 1 and --max-wait-ms >= 0, got {max_batch} and {max_wait_ms}")
+        if workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}")
         self.fn = fn
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1e3
+        self.workers = workers
         self.sizes = bucket_sizes(max_batch) if pad_to_buckets else None
         self.stats = BatchStats()
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="crossvit-model")
+        self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="crossvit-model")
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
+        self._slots: asyncio.Semaphore | None = None  # one per worker; a batch holds one, exclusive work all
+        self._exclusive: asyncio.Lock | None = None
+        self._running: set[asyncio.Task] = set()
+
+    def _start(self) -> None:
+        """Made on first use, inside the server's running loop (asyncio objects belong to one loop)."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._slots = asyncio.Semaphore(self.workers)
+            self._exclusive = asyncio.Lock()
+            self._task = asyncio.create_task(self._loop())
 
     def _padded(self, n: int) -> int:
         return n if self.sizes is None else next(s for s in self.sizes if s >= n)
 
-    def _forward(self, x: Tensor) -> Tensor:
+    def _forward(self, images: Tensor | list[Tensor]) -> Tensor:
+        x = torch.stack(images) if isinstance(images, list) else images  # (n, C, H, W), stacked off the loop
         n = x.shape[0]
         b = self._padded(n)
         if b > n:
@@ -76,26 +94,31 @@ class Batcher:
             self._forward(torch.zeros(b, *image_shape))
 
     async def run_exclusive(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the model thread, between batches (for work that touches the same model)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Run ``fn(*args)`` on a model thread while no batch runs (for work that touches the same model)."""
+        self._start()
+        assert self._slots is not None and self._exclusive is not None
+        async with self._exclusive:  # one at a time, so two of them never hold half of the slots each
+            for _ in range(self.workers):
+                await self._slots.acquire()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            finally:
+                for _ in range(self.workers):
+                    self._slots.release()
 
     async def submit(self, image: Tensor) -> Tensor:
         """The (classes,) probabilities of one preprocessed (C, H, W) image."""
-        if self._queue is None:  # started on first use, inside the server's running loop
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._loop())
+        self._start()
+        assert self._queue is not None
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         await self._queue.put((image, fut))
         return await fut
 
-    async def _collect(self) -> list | None:
+    async def _fill(self, first: tuple, deadline: float) -> tuple[list, bool]:
+        """``first`` and what is queued or comes before ``deadline`` (max_batch at most); True once stop() is called."""
         assert self._queue is not None
-        first = await self._queue.get()
-        if first is None:
-            return None
         batch = [first]
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait
         while len(batch) < self.max_batch:
             try:  # take what is already queued, then wait out the rest of max_wait for more
                 item = self._queue.get_nowait()
@@ -108,33 +131,51 @@ class Batcher:
                 except asyncio.TimeoutError:
                     break
             if item is None:  # stop() was called: run what we have, then stop
-                self._queue.put_nowait(None)
-                break
+                return batch, True
             batch.append(item)
-        return batch
+        return batch, False
+
+    async def _run(self, live: list) -> None:
+        """One batch on a worker thread (it holds one of the slots, taken by the caller); answers its futures."""
+        assert self._slots is not None
+        try:
+            images = [x for x, _ in live]
+            probs = await asyncio.get_running_loop().run_in_executor(self._executor, self._forward, images)
+        except Exception as e:  # noqa: BLE001 - the error goes to each waiting request, the loop goes on
+            for _, f in live:
+                if not f.done():
+                    f.set_exception(e)
+            return
+        finally:
+            self._slots.release()
+        self.stats.batches += 1
+        self.stats.images += len(live)
+        self.stats.largest = max(self.stats.largest, len(live))
+        for (_, f), p in zip(live, probs):
+            if not f.done():
+                f.set_result(p)
 
     async def _loop(self) -> None:
-        while (batch := await self._collect()) is not None:
+        assert self._queue is not None and self._slots is not None
+        loop = asyncio.get_running_loop()
+        while (first := await self._queue.get()) is not None:
+            deadline = loop.time() + self.max_wait
+            await self._slots.acquire()  # a free worker; while all are busy, images queue up for this batch
+            batch, stopping = await self._fill(first, deadline)
             live = [(x, f) for x, f in batch if not f.cancelled()]  # a client that hung up is not run
-            if not live:
-                continue
-            try:
-                x = torch.stack([x for x, _ in live])  # (B, C, H, W)
-                probs = await self.run_exclusive(self._forward, x)
-            except Exception as e:  # noqa: BLE001 - the error goes to each waiting request, the loop goes on
-                for _, f in live:
-                    if not f.done():
-                        f.set_exception(e)
-                continue
-            self.stats.batches += 1
-            self.stats.images += len(live)
-            self.stats.largest = max(self.stats.largest, len(live))
-            for (_, f), p in zip(live, probs):
-                if not f.done():
-                    f.set_result(p)
+            if live:
+                task = asyncio.create_task(self._run(live))
+                self._running.add(task)  # held until done: the loop keeps no other reference to it
+                task.add_done_callback(self._running.discard)
+            else:
+                self._slots.release()
+            if stopping:
+                break
+        if self._running:
+            await asyncio.gather(*self._running)
 
     async def stop(self) -> None:
-        """Finish the queued images, then stop the worker thread."""
+        """Finish the queued images, then stop the worker threads."""
         if self._queue is not None and self._task is not None:
             await self._queue.put(None)
             await self._task
