@@ -65,7 +65,10 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        return self.epochs_done >= self.epochs_planned
+        """All its epochs, or (a --time-budget run stops before --epochs by design) a release was written: the run
+        directory holds it, or benchmarks/branch_heads.py scored it into validate.json."""
+        scored = (self.validate or {}).get("run_top1") is not None
+        return self.epochs_done >= self.epochs_planned or (self.path / "release").is_dir() or scored
 
     @property
     def top1(self) -> float | None:
