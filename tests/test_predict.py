@@ -11,11 +11,13 @@ import pytest
 import skimage.data
 import torch
 from PIL import Image
+from torchvision import transforms as T
 
 import crossvit
 from conftest import TINY_ARGS
 from crossvit.cli import main as cli
 from crossvit.io.images import ImageReadError, expand_paths, load_image
+from crossvit.models.preprocess import split_transform
 from crossvit.runtime.inference import Prediction, load_model, predict
 
 LABELS = ["cat", "astronaut", "coffee"]
@@ -238,3 +240,19 @@ def test_fast_paths_answer_like_the_plain_model(release, photos, capsys, runtime
     assert len(got) == len(want) == 2
     for g, w in zip(got, want):
         assert set(g) == set(LABELS) and max(abs(g[k] - w[k]) for k in LABELS) < 0.03
+
+
+@pytest.mark.parametrize("crop_pct", [1.0, 0.875])
+def test_split_transform_gives_the_per_image_transform_bit_for_bit(crop_pct: float) -> None:
+    """predict and serve normalize a whole batch at once; the numbers must be those of timm's per-image transform."""
+    tf = crossvit.eval_transform(tiny(), crop_pct=crop_pct)
+    split = split_transform(tf)
+    assert split is not None
+    rng = np.random.default_rng(3)
+    imgs = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(32, 32), (41, 77), (9, 5)]]
+    want = torch.stack([tf(im) for im in imgs])  # (3, C, H, W)
+    got = split.batch([split.per_image(im) for im in imgs])
+    assert got.dtype == want.dtype and torch.equal(got, want)
+    # a transform with a step that is not a PIL resize or crop is left whole (callers run it per image)
+    assert split_transform(T.Compose([T.RandomHorizontalFlip(), *tf.transforms[-2:]])) is None
+    assert split_transform(T.Compose(tf.transforms[:-1])) is None

@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ..io.images import ImageReadError, as_pil
-from ..models.preprocess import eval_transform
+from ..models.preprocess import eval_transform, split_transform
 from .fast import InferenceModel
 from .openvino_cpu import Network
 
@@ -103,6 +103,7 @@ def predict(
         raise ValueError(f"topk and batch_size must be >= 1, got topk={topk}, batch_size={batch_size}")
     items: Sequence[ImageLike] = [images] if _is_single(images) else list(images)  # type: ignore[list-item]
     tf = transform or eval_transform(model)
+    split = split_transform(tf)  # normalize once per batch (same numbers) where the transform allows it
     names = label_names(model)
     k = min(topk, model.num_classes)
     multi = bool(getattr(model, "multi_label", False))
@@ -119,12 +120,14 @@ def predict(
             tensors, slots = [], []
             for j, it in enumerate(chunk):
                 try:
-                    tensors.append(tf(as_pil(it)))  # (C, H, W)
+                    pil = as_pil(it)
+                    tensors.append(split.per_image(pil) if split else tf(pil))  # (H, W, C) uint8 | (C, H, W)
                     slots.append(j)
                 except ImageReadError as e:
                     results[j].error = str(e)
             if tensors:
-                x = torch.stack(tensors).to(device=param.device, dtype=in_dtype)  # (b, C, H, W)
+                x = split.batch(tensors) if split else torch.stack(tensors)  # (b, C, H, W)
+                x = x.to(device=param.device, dtype=in_dtype)
                 logits = run(x).float().cpu()  # (b, num_classes)
                 probs = logits.sigmoid() if multi else logits.softmax(dim=-1)
                 top_p, top_i = probs.sort(dim=-1, descending=True) if multi else probs.topk(k, dim=-1)  # (b, k)

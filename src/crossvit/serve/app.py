@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..io.hub import data_config, eval_transform
 from ..models.model import CrossViT
+from ..models.preprocess import split_transform
 from ..runtime.attention import BRANCH_NAMES, cross_attention_maps, display_image, rollout
 from ..runtime.inference import label_names
 from .batcher import Batcher
@@ -60,6 +61,16 @@ class Served:
         self.labels = label_names(self.model) or [str(i) for i in range(self.model.num_classes)]
         self.name = self.name or getattr(self.model, "architecture", None) or "crossvit"
         self.transform = eval_transform(self.model)
+        self.split = split_transform(self.transform)
+        self.batcher.collate = self.stack  # the batcher stacks what prepare() makes, on its model thread
+
+    def prepare(self, img: Image.Image) -> np.ndarray | torch.Tensor:
+        """Per-image preprocessing: resize and crop to a uint8 array (normalized later, per batch, by stack())."""
+        return self.split.per_image(img) if self.split else self.transform(img)
+
+    def stack(self, items: list) -> torch.Tensor:
+        """What prepare() made for each image -> the (B, C, H, W) fp32 batch of the model's own preprocessing."""
+        return self.split.batch(items) if self.split else torch.stack(items)
 
     @property
     def limit(self) -> int:
@@ -111,8 +122,8 @@ def create_app(served: Served) -> FastAPI:
         log.info("%s %s -> %d %s: %s", request.method, request.url.path, e.status, e.kind, e.message)
         return JSONResponse(e.to_dict(), status_code=e.status)
 
-    def prepare(upload) -> torch.Tensor:  # noqa: ANN001 - an Upload; decode + preprocess, on a worker thread
-        return served.transform(decode(upload))  # (C, H, W)
+    def prepare(upload) -> np.ndarray | torch.Tensor:  # noqa: ANN001 - an Upload; decode + per-image preprocessing
+        return served.prepare(decode(upload))
 
     def top_k_of(request: Request, default: int) -> int:
         raw = request.query_params.get("top_k", str(default))
@@ -138,11 +149,12 @@ def create_app(served: Served) -> FastAPI:
         if len(files) != 1:
             raise BadInput(400, "one_image", f"/explain takes one image, got {len(files)}")
         pil = await run_in_threadpool(decode, files[0])
-        x = await run_in_threadpool(served.transform, pil)  # (C, H, W)
-        probs = await served.batcher.submit(x)
+        item = await run_in_threadpool(served.prepare, pil)
+        probs = await served.batcher.submit(item)
         body: dict[str, Any] = {"predictions": _top(probs, served.labels, 5)}
         try:
-            body["maps"] = await served.batcher.run_exclusive(_attention, served.model, x.unsqueeze(0))
+            x = served.stack([item])  # (1, C, H, W)
+            body["maps"] = await served.batcher.run_exclusive(_attention, served.model, x)
         except ValueError as e:  # a model without cross-attention fusion: predictions only, and why
             body["maps"], body["maps_note"] = [], str(e)
         body["image"] = _png_data_url(await run_in_threadpool(display_image, served.model, pil))

@@ -45,17 +45,21 @@ class Batcher:
     """Collects (C, H, W) images for up to ``max_wait_ms`` or ``max_batch`` images, runs ``fn`` on the stack.
 
     ``fn`` maps (B, C, H, W) fp32 images to (B, classes) logits; :meth:`submit` returns one image's probabilities.
+    Submitted items are (C, H, W) tensors, or whatever ``collate`` turns into the batch (e.g. uint8 arrays that
+    :class:`crossvit.models.preprocess.SplitTransform` normalizes once per batch).
     With ``pad_to_buckets`` a batch is padded with zero images up to the next of :func:`bucket_sizes`, so a
     static-shape runtime (OpenVINO) compiles a handful of networks instead of one per batch size.
     """
 
     def __init__(self, fn: Callable[[Tensor], Tensor], max_batch: int = 32, max_wait_ms: float = 10.0,
-                 pad_to_buckets: bool = False, workers: int = 1) -> None:  # fmt: skip
+                 pad_to_buckets: bool = False, workers: int = 1,
+                 collate: Callable[[list[Any]], Tensor] = torch.stack) -> None:  # fmt: skip
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError(f"--max-batch must be >= 1 and --max-wait-ms >= 0, got {max_batch} and {max_wait_ms}")
         if workers < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
         self.fn = fn
+        self.collate = collate  # submitted items -> the (B, C, H, W) batch, run on the model thread
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1e3
         self.workers = workers
@@ -79,8 +83,8 @@ class Batcher:
     def _padded(self, n: int) -> int:
         return n if self.sizes is None else next(s for s in self.sizes if s >= n)
 
-    def _forward(self, images: Tensor | list[Tensor]) -> Tensor:
-        x = torch.stack(images) if isinstance(images, list) else images  # (n, C, H, W), stacked off the loop
+    def _forward(self, images: Tensor | list[Any]) -> Tensor:
+        x = self.collate(images) if isinstance(images, list) else images  # (n, C, H, W), stacked off the loop
         n = x.shape[0]
         b = self._padded(n)
         if b > n:
@@ -106,8 +110,8 @@ class Batcher:
                 for _ in range(self.workers):
                     self._slots.release()
 
-    async def submit(self, image: Tensor) -> Tensor:
-        """The (classes,) probabilities of one preprocessed (C, H, W) image."""
+    async def submit(self, image: Any) -> Tensor:
+        """The (classes,) probabilities of one image, preprocessed as far as ``collate`` expects."""
         self._start()
         assert self._queue is not None
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
