@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 import yaml
@@ -129,3 +130,14 @@ def test_demo_sample_is_one_seeded_image_per_class() -> None:
     assert picks == one_per_class(targets, seed=0)  # the seed fixes the sample
     draws = {tuple(one_per_class(targets, seed=s)) for s in range(8)}
     assert len(draws) > 1  # and another seed draws other images of the same classes
+
+
+def test_every_recipe_in_configs_loads_and_validates():
+    """The CIFAR time-budget recipes too (their headers state command and measured figures in prose)."""
+    paths = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert len(paths) >= 8
+    for path in paths:
+        cfg = resolve(parse(["-c", str(path)]))
+        cfg.validate()
+        text = path.read_text()
+        assert "crossvit train" in text or "crossvit finetune" in text, f"{path}: its header should state the command"
