@@ -14,7 +14,7 @@ import argparse
 import csv
 import json
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ def heads(run: Path) -> dict:
     raw = yaml.safe_load(cfg_path.read_text())
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in raw.items() if k in names})
+    cfg = replace(cfg, loader="workers", cache_images=False)  # decode the validation images only, not the train set
     model = crossvit.from_pretrained(release).eval()
     data = build_data(cfg, model.cfg.img_size[0])
     if data.val is None:
