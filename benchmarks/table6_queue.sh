@@ -2,7 +2,8 @@
 # Table 6 at the 30-minute budget: the five fusion schemes and the single-branch baseline, each trained by
 # configs/cifar10_30min.yaml with only --model and --seed changed. Two runs at a time, each pinned to its own core
 # with one thread, so every run gets the same share of the machine. A finished run (its release exists) is skipped;
-# an interrupted one is resumed by its run directory.
+# an interrupted one is resumed by its run directory. After each pair, benchmarks/branch_heads.py scores the pair's
+# branch heads (validate.json), so a pair's results are complete as soon as it ends.
 #
 #   bash benchmarks/table6_queue.sh DATA OUT TAG      e.g. ../shared/datasets/cifar10/train runs/table6 zen3
 #
@@ -31,4 +32,7 @@ mkdir -p "$OUT"
 for pair in "${PAIRS[@]}"; do
   read -r a b <<<"$pair"
   launch 0 "$a" & launch 1 "$b" & wait
+  heads=()
+  for m in $a $b; do d=$OUT/t6-${m%%:*}-s${m##*:}-${TAG}; [ -d "$d/release" ] && heads+=("$d"); done
+  [ ${#heads[@]} -gt 0 ] && "$PY" benchmarks/branch_heads.py "${heads[@]}" >>"$OUT/heads.txt" 2>&1
 done
