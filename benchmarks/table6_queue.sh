@@ -10,7 +10,7 @@
 # Run it from a separate worktree; about 2.5 hours on 2 cores (five pairs of 30 minutes).
 set -u
 DATA=${1:?ImageFolder directory}; OUT=${2:?output parent}; TAG=${3:?cpu tag for the run names}
-PY=${PY:-python}
+PY=${PY:-python}  # one executable (a wrapper script if it needs environment variables)
 # pairs in the order they run: first one seed of every scheme, then the extra seeds of the two that need three
 PAIRS=(
   "conv_32:0 conv_single_32:0"
@@ -26,7 +26,8 @@ launch() {  # core model-suffix:seed
   echo "$(date +%T) start $name on core $core"
   OMP_NUM_THREADS=1 taskset -c "$core" "$PY" -m crossvit train "$DATA" -c configs/cifar10_30min.yaml \
     --model "$model" --seed "$seed" --threads 1 --output "$OUT" --experiment "$name" >"$OUT/$name.out" 2>&1
-  echo "$(date +%T) end $name rc $?"
+  local rc=$?
+  echo "$(date +%T) end $name rc $rc"
 }
 mkdir -p "$OUT"
 for pair in "${PAIRS[@]}"; do
