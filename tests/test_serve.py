@@ -239,6 +239,33 @@ def test_workers_run_batches_side_by_side_and_exclusive_work_alone(workers: int)
     assert batcher.stats.images == 8 and batcher.stats.largest == 2
 
 
+def test_clients_answered_together_join_the_next_batch() -> None:
+    """Closed loop (each client sends its next image when answered), one worker: two groups of clients that
+    started apart merge into full batches, instead of alternating half-size batches forever."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:  # (B, 1, 1, 1) -> (B, 2)
+        time.sleep(0.06)
+        return torch.cat([x.flatten(1), -x.flatten(1)], 1)
+
+    batcher = Batcher(fn, max_batch=4, max_wait_ms=10, workers=1)
+
+    async def client(i: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        for _ in range(5):
+            p = await batcher.submit(torch.full((1, 1, 1), float(i)))
+            torch.testing.assert_close(p, torch.tensor([float(i), -float(i)]).softmax(0))
+
+    async def go() -> None:
+        # clients 2 and 3 arrive while the first batch (0 and 1, its wait over) runs
+        await asyncio.gather(*(client(i, 0.0 if i < 2 else 0.03) for i in range(4)))
+        await batcher.stop()
+
+    asyncio.run(go())
+    stats = batcher.stats
+    assert stats.images == 20 and stats.largest == 4
+    assert stats.batches <= 7  # alternating groups of two would take 10
+
+
 def test_two_workers_answer_as_predict_and_need_torch(release: Path) -> None:
     threads = torch.get_num_threads()
     try:

@@ -165,6 +165,10 @@ class Batcher:
         while (first := await self._queue.get()) is not None:
             deadline = loop.time() + self.max_wait
             await self._slots.acquire()  # a free worker; while all are busy, images queue up for this batch
+            # A worker just freed: its batch's answers go out now and those clients send their next images at
+            # once. Waiting max_wait from here (not from the first image's arrival, which the busy workers already
+            # used up) lets them join this batch; otherwise the clients stay split into two half-size groups.
+            deadline = max(deadline, loop.time() + self.max_wait)
             batch, stopping = await self._fill(first, deadline)
             live = [(x, f) for x, f in batch if not f.cancelled()]  # a client that hung up is not run
             if live:
