@@ -33,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from crossvit.train.precision import cpu_description
+from crossvit.runtime.cpu import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 

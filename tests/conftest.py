@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from crossvit import CrossViTConfig
-from crossvit.train.precision import cpu_supports_bf16
+from crossvit.runtime.cpu import cpu_supports_bf16
 
 # Without AVX512-BF16 / AMX (e.g. AMD Zen 3) bf16 matrix products are emulated, ~30x slower than fp32: tests still
 # take every bf16 path there, on smaller batches.

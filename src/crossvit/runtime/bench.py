@@ -28,20 +28,16 @@ from pathlib import Path
 
 import torch
 
+from .cpu import cpu_description, cpu_flags
+
 log = logging.getLogger("crossvit.benchmark")
 
 
 def machine_info() -> dict:
     """CPU model and the flags that matter (AMX, AVX512-BF16), load average, library versions."""
     info: dict = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
-        flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-        info["cpu"] = model
-        info["cpu_flags"] = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16") if f in flags]
-    except OSError:
-        info["cpu"] = platform.processor()
+    info["cpu"] = cpu_description()  # names the family and model: "AMD EPYC" alone can be Zen 3 or Zen 5
+    info["cpu_flags"] = cpu_flags()
     info["loadavg"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()

@@ -33,6 +33,7 @@ from ..io.hub import save_pretrained
 from ..io.model_card import RECIPE_KEYS
 from ..models.model import CrossViT
 from ..models.timm_model import is_timm_name
+from ..runtime.cpu import cpu_description
 from ..runtime.fast import pick_attention
 from . import distributed as D
 from .budget import TimeBudget
@@ -47,7 +48,7 @@ from .losses import build_criterion, build_mixup
 from .model_setup import arch_config, build_model
 from .multilabel import evaluate_multilabel, metrics_text
 from .optim import WarmupCosine, build_optimizer
-from .precision import cpu_description, grad_scaler, resolve_amp
+from .precision import grad_scaler, resolve_amp
 from .progress import RunLog
 from .state import TrainState
 
