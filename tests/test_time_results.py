@@ -72,3 +72,11 @@ def test_table6_section_means_errors_and_verdicts(tmp_path: Path) -> None:
     assert "beats none fusion: **held (gap beyond 2 SE)** — 71.00 vs 60.00 (gap +11.00" in text
     assert "S branch's own head carries the most information of any scheme" in text and "**held** —" in text
     assert "all-attention fusion: not tested" in text
+
+
+def test_table6_head_claim_needs_another_scheme(tmp_path: Path) -> None:
+    """Only cross-attention's heads scored: there is nothing for its S head to beat, so the claim is untested."""
+    dirs = [fake_run(tmp_path, CROSS, 0, 65.0, (53.0, 59.0)), fake_run(tmp_path, SINGLE, 0, 69.0, None)]
+    text = "\n".join(T.table6(dirs, "cmd"))
+    assert "most information of any scheme (paper: 47.2 % against 0.1-7.6 %): not tested" in text
+    assert "cross-attention S head 53.00 % (chance 10 %)." in text
