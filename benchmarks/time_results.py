@@ -134,6 +134,12 @@ def table6(dirs: list[Path], command: str) -> list[str]:
             f"**{word}** — class token {groups[ct].top1[0]:.2f} vs all-attention {groups[aa].top1[0]:.2f} "
             f"(gap {d:+.2f} points{f', 1 SE {se:.2f}' if se is not None else ''})."
         )
+    stuck = [FUSION_OF.get(m, (m,))[0] for m, g in groups.items() if max(g.values(lambda r: r.final_top1)) <= 11.0]
+    if stuck:  # at chance (10 % on CIFAR-10) in every seed: beating it says nothing about the scheme itself
+        out.append(
+            f"- Not trained: {', '.join(stuck)} ended at chance (10 %) in every run, so a claim won against it "
+            "shows only that this recipe did not train it, not that the scheme is worse."
+        )
     s_heads = {m: g.mean_std(lambda r: r.branch("s"))[0] for m, g in groups.items() if m != SINGLE}
     if s_heads.get(CROSS) is not None:
         chance, cs = 10.0, s_heads[CROSS]

@@ -29,6 +29,7 @@ _load("results_page")
 T = _load("time_results")
 
 CROSS, SINGLE, NONE = "crossvit_cifar_conv_32", "crossvit_cifar_conv_single_32", "crossvit_cifar_conv_fuse_none_32"
+ALLATTN = "crossvit_cifar_conv_fuse_allattn_32"
 
 
 def fake_run(root: Path, model: str, seed: int, top1: float, heads: tuple[float, float] | None) -> Path:
@@ -72,6 +73,7 @@ def test_table6_section_means_errors_and_verdicts(tmp_path: Path) -> None:
     assert "beats none fusion: **held (gap beyond 2 SE)** — 71.00 vs 60.00 (gap +11.00" in text
     assert "S branch's own head carries the most information of any scheme" in text and "**held** —" in text
     assert "all-attention fusion: not tested" in text
+    assert "Not trained" not in text
 
 
 def test_table6_head_claim_needs_another_scheme(tmp_path: Path) -> None:
@@ -80,3 +82,9 @@ def test_table6_head_claim_needs_another_scheme(tmp_path: Path) -> None:
     text = "\n".join(T.table6(dirs, "cmd"))
     assert "most information of any scheme (paper: 47.2 % against 0.1-7.6 %): not tested" in text
     assert "cross-attention S head 53.00 % (chance 10 %)." in text
+
+
+def test_table6_names_a_scheme_that_stayed_at_chance(tmp_path: Path) -> None:
+    dirs = [fake_run(tmp_path, CROSS, 0, 65.0, (53.0, 59.0)), fake_run(tmp_path, ALLATTN, 0, 10.0, (10.0, 10.0))]
+    text = "\n".join(T.table6(dirs, "cmd"))
+    assert "- Not trained: all-attention ended at chance (10 %) in every run" in text
