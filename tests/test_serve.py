@@ -94,6 +94,14 @@ def test_predict_raw_body_matches_predict(client: TestClient, release: Path) -> 
     assert len(client.post("/predict?top_k=100", content=data).json()) == 7  # capped at the class count
 
 
+def test_health_counts_the_model_time(client: TestClient) -> None:
+    before = client.get("/healthz").json()
+    assert client.post("/predict", content=png(2)).status_code == 200
+    after = client.get("/healthz").json()
+    assert after["batches"] == before["batches"] + 1 and after["images"] == before["images"] + 1
+    assert after["model_busy_s"] > before["model_busy_s"]  # one forward pass's time, added on the model thread
+
+
 def test_predict_multipart_one_and_many(client: TestClient, release: Path) -> None:
     one = client.post("/predict", files={"file": ("a.png", png(2), "image/png")}).json()
     assert_matches(one, expected(release, png(2)))  # one file: one list, as for a raw body

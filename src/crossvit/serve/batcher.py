@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,9 +28,11 @@ class BatchStats:
     batches: int = 0
     images: int = 0
     largest: int = 0
+    busy_s: float = 0.0  # summed over workers: forward passes (collate included), not waits for a batch to fill
 
-    def to_dict(self) -> dict[str, int]:
-        return {"batches": self.batches, "images": self.images, "largest_batch": self.largest}
+    def to_dict(self) -> dict[str, float]:
+        return {"batches": self.batches, "images": self.images, "largest_batch": self.largest,
+                "model_busy_s": round(self.busy_s, 3)}  # fmt: skip
 
 
 def bucket_sizes(max_batch: int) -> list[int]:
@@ -92,6 +95,11 @@ class Batcher:
         with torch.no_grad():
             return self.fn(x)[:n].float().softmax(-1)  # (n, classes)
 
+    def _timed_forward(self, images: list[Any]) -> tuple[Tensor, float]:
+        t = time.perf_counter()
+        probs = self._forward(images)
+        return probs, time.perf_counter() - t
+
     def warmup(self, image_shape: tuple[int, ...]) -> None:
         """Run every padded batch size once (compiles the static-shape networks before the first request)."""
         for b in self.sizes or [1]:
@@ -144,7 +152,8 @@ class Batcher:
         assert self._slots is not None
         try:
             images = [x for x, _ in live]
-            probs = await asyncio.get_running_loop().run_in_executor(self._executor, self._forward, images)
+            loop = asyncio.get_running_loop()
+            probs, seconds = await loop.run_in_executor(self._executor, self._timed_forward, images)
         except Exception as e:  # noqa: BLE001 - the error goes to each waiting request, the loop goes on
             for _, f in live:
                 if not f.done():
@@ -153,6 +162,7 @@ class Batcher:
         finally:
             self._slots.release()
         self.stats.batches += 1
+        self.stats.busy_s += seconds
         self.stats.images += len(live)
         self.stats.largest = max(self.stats.largest, len(live))
         for (_, f), p in zip(live, probs):
