@@ -212,8 +212,9 @@ def main() -> int:
     p.add_argument("--client", choices=("auto", "wrk", "python"), default="auto", help="auto: wrk where installed")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    if args.rounds < 1 or args.seconds <= 0:
-        raise SystemExit(f"--rounds must be >= 1 and --seconds > 0, got {args.rounds} and {args.seconds:g}")
+    if args.rounds < 1 or args.seconds <= 0 or args.baseline_seconds < 0:
+        raise SystemExit(f"--rounds must be >= 1, --seconds > 0 and --baseline-seconds >= 0, got {args.rounds}, "
+                         f"{args.seconds:g} and {args.baseline_seconds:g}")  # fmt: skip
 
     from crossvit.io.images import expand_paths
 

@@ -142,7 +142,7 @@ def table6(dirs: list[Path], command: str) -> list[str]:
     ]
     if stuck:  # at chance (10 % on CIFAR-10) in every seed: beating it says nothing about the scheme itself
         out.append(
-            f"- Not trained: {', '.join(stuck)} ended at chance (10 %) in every run, so a claim won against it "
+            f"- Not trained: {', '.join(stuck)} ended at chance ({CHANCE:g} %) in every run, so a claim won against it "
             "shows only that this recipe did not train it, not that the scheme is worse."
         )
     s_heads = {m: g.mean_std(lambda r: r.branch("s"))[0] for m, g in groups.items() if m != SINGLE}
