@@ -227,7 +227,7 @@ def main() -> None:
             f"{' / compiled' if c.get('compile') else ''} | {c.get('time_budget')} | {len(r['top1'])} | "
             f"{r['top1'][-1]:.2f} | "
             f"{max(r['top1']):.2f} | {r['minutes'][-1]:.1f} | {sorted(r['img_s'])[len(r['img_s']) // 2]:.0f} | "
-            f"{chr(65 + cpus.index(r['cpu']))} |"
+            f"{chr(65 + cpus.index(r['cpu']))}{', 1 thread' if r['threads'] == 1 else ''} |"
         )
         if args.copy and (args.copy / r["name"]).resolve() != r["dir"].resolve():  # not when reading the copies
             dst = args.copy / r["name"]
@@ -244,7 +244,8 @@ def main() -> None:
         "CPUs: " + "; ".join(f"**{chr(65 + i)}** {c}" for i, c in enumerate(cpus)) + ". "
         "final: validation top-1 after the last epoch (EMA weights, flip TTA); minutes: the whole "
         "command, data caching and validation included (the last one is the end of training; the final "
-        "evaluation and release follow within seconds).",
+        "evaluation and release follow within seconds); CPU: both logical CPUs unless it says 1 thread (such runs "
+        "went two at a time, each pinned to its own core).",
         "",
         "| run | model | batch / lr | budget | epochs | final top-1 | best top-1 | minutes | train img/s (median) "
         "| CPU |",

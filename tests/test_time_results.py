@@ -88,3 +88,20 @@ def test_table6_names_a_scheme_that_stayed_at_chance(tmp_path: Path) -> None:
     dirs = [fake_run(tmp_path, CROSS, 0, 65.0, (53.0, 59.0)), fake_run(tmp_path, ALLATTN, 0, 10.0, (10.0, 10.0))]
     text = "\n".join(T.table6(dirs, "cmd"))
     assert "- Not trained: all-attention ended at chance (10 %) in every run" in text
+
+
+def test_runs_table_marks_one_thread_runs(tmp_path: Path, monkeypatch) -> None:
+    one = fake_run(tmp_path, CROSS, 0, 70.0, None)
+    two = fake_run(tmp_path, SINGLE, 0, 72.0, None)
+    for d in (one, two):  # what the runs table reads beyond the Table 6 fields
+        cfg = yaml.safe_load((d / "config.yaml").read_text()) | {"batch_size": 128, "lr": 1.5e-3, "time_budget": "30m"}
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    log = two / "train.log"
+    log.write_text(log.read_text().replace("1 threads per process", "2 threads per process"))
+    out = tmp_path / "page.md"
+    argv = ["time_results", str(one), str(two), "--out", str(out), "--img", str(tmp_path / "top1.png")]
+    monkeypatch.setattr(sys, "argv", argv)
+    T.main()
+    rows = {ln.split("|")[1].strip(" `"): ln for ln in out.read_text().splitlines() if ln.startswith("| `t6-")}
+    assert rows[one.name].rstrip().endswith("| A, 1 thread |")
+    assert rows[two.name].rstrip().endswith("| A |")
