@@ -125,6 +125,32 @@ def test_tensor_loader_crops_flips_and_normalises():
     assert all(torch.equal(p, q) for p, q in zip(a, (b[0] for b in aug)))  # a function of (seed, epoch)
 
 
+def test_tensor_loader_resizes_to_the_model_input():
+    from torchvision.transforms.v2 import functional as TF
+
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (3, 3, 8, 8), generator=g, dtype=torch.uint8)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    norm = (imgs.float() - torch.tensor(mean).view(1, 3, 1, 1) * 255) / (torch.tensor(std).view(1, 3, 1, 1) * 255)
+    for size, mode in (((12, 12), "bicubic"), ((6, 6), "bilinear")):
+        dl = TensorLoader(imgs, torch.arange(3), 3, False, mean, std, size=size, interpolation=mode)
+        x, _ = next(iter(dl))
+        want = TF.resize(norm, list(size), interpolation=getattr(TF.InterpolationMode, mode.upper()), antialias=True)
+        assert x.shape == (3, 3, *size) and x.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(x, want, rtol=1e-5, atol=1e-5)
+    same = TensorLoader(imgs, torch.arange(3), 3, False, mean, std, size=(8, 8))
+    torch.testing.assert_close(next(iter(same))[0], norm)  # no resize when the sizes agree
+    with pytest.raises(ValueError, match="interpolation"):
+        TensorLoader(imgs, torch.arange(3), 3, False, mean, std, size=(12, 12), interpolation="lanczos")
+
+
+def test_memory_loader_feeds_a_model_of_another_input_size(toy16, tmp_path, caplog):
+    caplog.set_level("INFO", logger="crossvit")
+    res = train(tiny(toy16, tmp_path, loader="memory", img_size=24, batch_size=4))  # 16-px images, 24-px model
+    assert res["complete"] and res["steps"] == 4 and math.isfinite(res["val_loss"])
+    assert "16x16 images resized to 24x24 per batch (bicubic)" in caplog.text
+
+
 def test_tensor_loader_shards_ranks_and_refuses_mixed_sizes():
     imgs = torch.zeros(10, 1, 2, 2, dtype=torch.uint8)
     labels = torch.arange(10)

@@ -3,7 +3,8 @@
 For 32-px data the per-image PIL pipeline costs more than the model: one Python call chain per image, per epoch.
 Here every image is decoded once (``cache_dataset``), stacked into (N, C, H, W) uint8, and each batch is made by
 indexing: a random translation (zero-padded crop, ``--crop-pad`` pixels) and a horizontal flip (``--hflip``), then
-normalisation. Batches come out in channels-last memory order, which the CPU convolution kernels prefer.
+normalisation, then a resize to the model's input size when it differs from the stored images' (``size``: a 36-px
+model fed 32-px CIFAR). Batches come out in channels-last memory order, which the CPU convolution kernels prefer.
 
     loader = TensorLoader(images, labels, batch_size=256, train=True, pad=4, hflip=0.5, mean=..., std=...)
     loader.set_epoch(epoch)            # the order and the augmentation are a function of (seed, epoch, rank)
@@ -17,6 +18,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn import functional as F
+
+RESIZE_MODES = ("bicubic", "bilinear", "nearest")
 
 
 def stack_images(arrays: Sequence[np.ndarray], source: str) -> Tensor:
@@ -56,6 +60,8 @@ class TensorLoader:
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
+        size: tuple[int, int] | None = None,
+        interpolation: str = "bicubic",
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be a (N, C, H, W) uint8 tensor, got {tuple(images.shape)} {images.dtype}")
@@ -69,6 +75,12 @@ class TensorLoader:
         self.std = torch.tensor(std, dtype=torch.float32).reshape(1, c, 1, 1) * 255
         self.seed, self.rank, self.world = seed, rank, world
         self.epoch = 0
+        if interpolation not in RESIZE_MODES:
+            raise ValueError(
+                f"interpolation must be one of {', '.join(RESIZE_MODES)} for --loader memory, got {interpolation!r}"
+            )
+        self.size = None if size is None or tuple(size) == tuple(images.shape[-2:]) else tuple(size)
+        self.interpolation = interpolation
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -110,4 +122,10 @@ class TensorLoader:
             if self.train:
                 x = self._augment(x, g)
             x = x.contiguous(memory_format=torch.channels_last).float()
-            yield (x - self.mean) / self.std, self.labels[j]
+            x = (x - self.mean) / self.std
+            if self.size is not None:  # after normalising: the same for a linear resize, and no uint8 rounding
+                # antialias: PIL's filters (bicubic a = -0.5) both ways, as the per-image pipeline resizes
+                aa = self.interpolation != "nearest"
+                x = F.interpolate(x, size=self.size, mode=self.interpolation, antialias=aa)  # (B, C, *size)
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[j]

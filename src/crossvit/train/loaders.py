@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -14,9 +15,12 @@ from ..data.transforms import norm_stats
 from .config import TrainConfig
 from .distributed import DistInfo
 
+log = logging.getLogger("crossvit")
 
-def memory_loaders(cfg: TrainConfig, data: Data, dist: DistInfo):
-    """Whole-tensor loaders (``--loader memory``): the data set decoded once, batches augmented by tensor ops."""
+
+def memory_loaders(cfg: TrainConfig, data: Data, dist: DistInfo, img_size: int | None = None):
+    """Whole-tensor loaders (``--loader memory``): the data set decoded once, batches augmented by tensor ops and
+    resized to ``img_size`` (the model's input) when the stored images have another size."""
     if data.iterable or not hasattr(data.train, "arrays"):
         raise ValueError(f"--loader memory: needs an ImageFolder or the bundled digits, not {data.kind} data")
     mean, std = norm_stats(cfg)
@@ -25,9 +29,14 @@ def memory_loaders(cfg: TrainConfig, data: Data, dist: DistInfo):
         images = stack_images(ds.arrays, describe(cfg.data))
         labels = torch.as_tensor(ds.targets)
         kw = dict(pad=cfg.crop_pad, hflip=cfg.hflip) if train else {}
+        size = (img_size, img_size) if img_size else None
+        interp = cfg.train_interpolation if train else cfg.eval_interpolation
+        if size is not None and size != tuple(images.shape[-2:]) and train and dist.rank == 0:
+            log.info("--loader memory: %dx%d images resized to %dx%d per batch (%s)", *images.shape[-2:], *size, interp)
         return TensorLoader(
-            images, labels, cfg.batch_size, train, mean, std, seed=cfg.seed, rank=dist.rank, world=dist.world, **kw
-        )
+            images, labels, cfg.batch_size, train, mean, std, seed=cfg.seed, rank=dist.rank, world=dist.world,
+            size=size, interpolation=interp, **kw,
+        )  # fmt: skip
 
     train_dl = make(data.train, True)
     steps = len(train_dl) // cfg.grad_accum_steps  # optimizer steps; each takes grad_accum_steps batches
@@ -37,10 +46,10 @@ def memory_loaders(cfg: TrainConfig, data: Data, dist: DistInfo):
     return train_dl, train_dl, steps, val_dl
 
 
-def build_loaders(cfg: TrainConfig, data: Data, dist: DistInfo):
+def build_loaders(cfg: TrainConfig, data: Data, dist: DistInfo, img_size: int | None = None):
     """(train loader, its sampler (``set_epoch``), optimizer steps per epoch, val loader or None) for this process."""
     if cfg.loader == "memory":
-        return memory_loaders(cfg, data, dist)
+        return memory_loaders(cfg, data, dist, img_size)
     workers = min(cfg.workers, num_threads_hint())  # more workers than CPUs only adds contention
     common = {"num_workers": workers, "pin_memory": dist.device.type == "cuda"}
     if data.iterable:

@@ -125,7 +125,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     attention = cfg.attention if cfg.attention != "auto" else pick_attention(dist.device, amp, training=True)
     if is_timm_name(cfg.model):
         attention = "timm's own"  # what the log says; a timm model is not switched
-    state = setup(cfg, data, classes, dist, amp, attention)
+    state = setup(cfg, data, classes, dist, amp, attention, img_size)
 
     # --- resume: the newest good checkpoint of this run, or the one --resume names -------------------------------
     resume = cfg.resume
@@ -218,7 +218,9 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
     return result | {"wall_s": time.perf_counter() - t_start}
 
 
-def setup(cfg: TrainConfig, data: Data, classes: list[str], dist: D.DistInfo, amp: str, attention: str) -> TrainState:
+def setup(
+    cfg: TrainConfig, data: Data, classes: list[str], dist: D.DistInfo, amp: str, attention: str, img_size: int
+) -> TrainState:
     """The model (frozen parts, attention, layout), its optimizer, schedule, scaler, EMA, loss and the loaders."""
     seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(cfg, cfg.num_classes).to(dist.device)
@@ -230,7 +232,7 @@ def setup(cfg: TrainConfig, data: Data, classes: list[str], dist: D.DistInfo, am
     if fast:
         to_fast_layout(model)
     seed_everything(cfg.seed + dist.rank)  # different augmentation per rank
-    train_dl, sampler, steps, val_dl = build_loaders(cfg, data, dist)
+    train_dl, sampler, steps, val_dl = build_loaders(cfg, data, dist, img_size)
     lr = cfg.resolved_lr(dist.world)
     optimizer = build_optimizer(model, cfg, lr, fused=fast)
     scheduler = WarmupCosine(optimizer, lr, cfg.epochs * steps, cfg.warmup_epochs * steps, cfg.warmup_lr, cfg.min_lr)
