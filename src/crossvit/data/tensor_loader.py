@@ -77,7 +77,8 @@ class TensorLoader:
         self.epoch = 0
         if interpolation not in RESIZE_MODES:
             raise ValueError(
-                f"interpolation must be one of {', '.join(RESIZE_MODES)} for --loader memory, got {interpolation!r}"
+                f"--train-interpolation / --eval-interpolation must be one of {', '.join(RESIZE_MODES)} for "
+                f"--loader memory, got {interpolation!r}"
             )
         self.size = None if size is None or tuple(size) == tuple(images.shape[-2:]) else tuple(size)
         self.interpolation = interpolation
