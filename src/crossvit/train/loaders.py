@@ -29,14 +29,19 @@ def memory_loaders(cfg: TrainConfig, data: Data, dist: DistInfo, img_size: int |
         images = stack_images(ds.arrays, describe(cfg.data))
         labels = torch.as_tensor(ds.targets)
         kw = dict(pad=cfg.crop_pad, hflip=cfg.hflip) if train else {}
-        size = (img_size, img_size) if img_size else None
         interp = cfg.train_interpolation if train else cfg.eval_interpolation
-        if size is not None and size != tuple(images.shape[-2:]) and train and dist.rank == 0:
-            log.info("--loader memory: %dx%d images resized to %dx%d per batch (%s)", *images.shape[-2:], *size, interp)
-        return TensorLoader(
+        loader = TensorLoader(
             images, labels, cfg.batch_size, train, mean, std, seed=cfg.seed, rank=dist.rank, world=dist.world,
-            size=size, interpolation=interp, **kw,
+            size=(img_size, img_size) if img_size else None, interpolation=interp, **kw,
         )  # fmt: skip
+        if loader.size is not None and train and dist.rank == 0:  # the loader decides whether the sizes differ
+            log.info(
+                "--loader memory: %dx%d images resized to %dx%d per batch (%s)",
+                *images.shape[-2:],
+                *loader.size,
+                interp,
+            )
+        return loader
 
     train_dl = make(data.train, True)
     steps = len(train_dl) // cfg.grad_accum_steps  # optimizer steps; each takes grad_accum_steps batches
