@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,31 @@ def test_tensor_loader_crops_flips_and_normalises():
     a = [b[0] for b in aug]
     aug.set_epoch(5)
     assert all(torch.equal(p, q) for p, q in zip(a, (b[0] for b in aug)))  # a function of (seed, epoch)
+
+
+def test_tensor_loader_erases_a_rectangle_per_image_repeatably():
+    imgs = torch.full((6, 3, 16, 16), 128, dtype=torch.uint8)
+    labels = torch.arange(6)
+    kw = dict(mean=(0, 0, 0), std=(1 / 255,) * 3, seed=2)
+    erasing = TensorLoader(imgs, labels, 3, True, reprob=1.0, remode="const", **kw)
+    py_state, torch_state = random.getstate(), torch.get_rng_state()
+    batches = [x for x, _ in erasing]
+    assert random.getstate() == py_state and torch.equal(torch.get_rng_state(), torch_state)  # globals untouched
+    for x in torch.cat(batches):
+        zero = (x == 0).all(0)  # (H, W): erased pixels, the same in every channel
+        assert torch.equal(x[:, ~zero], torch.full_like(x[:, ~zero], 128.0))  # the rest is the image
+        rows, cols = zero.any(1).nonzero().flatten(), zero.any(0).nonzero().flatten()
+        box = zero[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert box.all(), "one solid rectangle per image"
+        assert 0.02 * 256 <= zero.sum() <= 256 / 3 + 16  # timm's area range, rounded to whole pixels
+    assert all(torch.equal(p, q) for p, q in zip(batches, (x for x, _ in erasing)))  # a function of (seed, epoch)
+    erasing.set_epoch(1)
+    assert not all(torch.equal(p, q) for p, q in zip(batches, (x for x, _ in erasing)))
+    for is_train, reprob in ((False, 1.0), (True, 0.0)):  # evaluation never erases; reprob 0 is off
+        x, _ = next(iter(TensorLoader(imgs, labels, 3, is_train, reprob=reprob, **kw)))
+        assert (x == 128).all()
+    noisy, _ = next(iter(TensorLoader(imgs, labels, 3, True, reprob=1.0, **kw)))  # timm's default fill: noise
+    assert ((noisy != 128).flatten(1).float().mean(1) >= 0.02).all()
 
 
 def test_tensor_loader_resizes_to_the_model_input():

@@ -4,7 +4,8 @@ For 32-px data the per-image PIL pipeline costs more than the model: one Python 
 Here every image is decoded once (``cache_dataset``), stacked into (N, C, H, W) uint8, and each batch is made by
 indexing: a random translation (zero-padded crop, ``--crop-pad`` pixels) and a horizontal flip (``--hflip``), then
 normalisation, then a resize to the model's input size when it differs from the stored images' (``size``: a 36-px
-model fed 32-px CIFAR). Batches come out in channels-last memory order, which the CPU convolution kernels prefer.
+model fed 32-px CIFAR), then timm's random erasing (``--reprob``), last as in the per-image pipeline. Batches come
+out in channels-last memory order, which the CPU convolution kernels prefer.
 
     loader = TensorLoader(images, labels, batch_size=256, train=True, pad=4, hflip=0.5, mean=..., std=...)
     loader.set_epoch(epoch)            # the order and the augmentation are a function of (seed, epoch, rank)
@@ -13,10 +14,12 @@ model fed 32-px CIFAR). Batches come out in channels-last memory order, which th
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from timm.data.random_erasing import RandomErasing
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -62,6 +65,9 @@ class TensorLoader:
         world: int = 1,
         size: tuple[int, int] | None = None,
         interpolation: str = "bicubic",
+        reprob: float = 0.0,
+        remode: str = "pixel",
+        recount: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be a (N, C, H, W) uint8 tensor, got {tuple(images.shape)} {images.dtype}")
@@ -82,6 +88,8 @@ class TensorLoader:
             )
         self.size = None if size is None or tuple(size) == tuple(images.shape[-2:]) else tuple(size)
         self.interpolation = interpolation
+        # timm's erasing on a (B, C, H, W) batch erases each image on its own, as per image in the workers pipeline
+        self.erase = RandomErasing(reprob, mode=remode, max_count=recount, device="cpu") if reprob > 0 else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -129,4 +137,19 @@ class TensorLoader:
                 aa = self.interpolation != "nearest"
                 x = F.interpolate(x, size=self.size, mode=self.interpolation, antialias=aa)  # (B, C, *size)
                 x = x.contiguous(memory_format=torch.channels_last)
+            if self.train and self.erase is not None:
+                x = self._erase(x, int(torch.randint(0, 2**62, (1,), generator=g)))
             yield x, self.labels[j]
+
+    def _erase(self, x: Tensor, seed: int) -> Tensor:
+        """timm's RandomErasing draws from Python's and torch's global generators; seeding both from the batch's own
+        seed (and restoring them after) keeps the batch a function of (seed, epoch, rank), so a resumed run repeats it.
+        """
+        state = random.getstate()
+        try:
+            random.seed(seed)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self.erase(x)  # in place on x, a fresh tensor of this batch
+        finally:
+            random.setstate(state)
