@@ -80,6 +80,18 @@ def test_bad_options_fail_before_work(tmp_path, capsys, argv, needle):
     assert not out.exists()  # nothing was started
 
 
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("loader: bogus\n", "--loader: must be one of workers, memory, got 'bogus'"), ("remode: zero\n", "--remode")],
+)
+def test_a_recipe_value_outside_the_choices_names_the_option(tmp_path, capsys, text, needle):
+    recipe, out = tmp_path / "r.yaml", tmp_path / "runs"
+    recipe.write_text(text)
+    assert main(["train", str(tmp_path), "-c", str(recipe), "--output", str(out)]) == 2
+    assert needle in capsys.readouterr().err  # argparse checks choices of flags only; the YAML goes through validate
+    assert not out.exists()
+
+
 def test_unknown_flag_is_an_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--warmup-epoch", "3", "--print-config"])  # a prefix is no abbreviation

@@ -27,6 +27,7 @@ AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
 BAD_IMAGE_CHOICES = ("skip", "error")
 WD_TOKENS_CHOICES = ("decay", "exclude")
 LOADER_CHOICES = ("workers", "memory")
+REMODE_CHOICES = ("pixel", "rand", "const")  # timm's RandomErasing: per-pixel noise, one random colour, zeros
 FAST_STEP_CHOICES = ("auto", "fast", "plain")
 TTA_CHOICES = ("none", "flip")
 DISTILL_CHOICES = ("soft", "hard")
@@ -120,7 +121,7 @@ class TrainConfig:
     scale: list = _f([0.08, 1.0], "RandomResizedCrop scale range", nargs=2, type=float)
     train_interpolation: str = _f("bicubic", "resize interpolation for training")
     reprob: float = _f(0.25, "random erasing probability")
-    remode: str = _f("pixel", "random erasing mode")
+    remode: str = _f("pixel", "random erasing fill", choices=REMODE_CHOICES)
     recount: int = _f(1, "random erasing count")
     mixup: float = _f(0.8, "mixup alpha (0: off)")
     cutmix: float = _f(1.0, "cutmix alpha (0: off)")
@@ -243,6 +244,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check options before any work starts; errors name the option."""
+        for f in dataclasses.fields(self):  # argparse checks choices on the command line; a YAML recipe skips it
+            allowed = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if allowed is not None and value not in allowed:
+                flag = (f.metadata.get("flags") or ("--" + f.name.replace("_", "-"),))[0]
+                raise ValueError(f"{flag}: must be one of {', '.join(map(str, allowed))}, got {value!r}")
 
         if is_timm_name(self.model):
             TimmConfig.for_name(self.model)  # a name timm does not know -> ValueError naming --model
@@ -261,6 +268,7 @@ class TrainConfig:
             (self.weight_decay >= 0, "--weight-decay", f"must be >= 0, got {self.weight_decay}"),
             (0 <= self.smoothing < 1, "--smoothing", f"must be in [0, 1), got {self.smoothing}"),
             (0 <= self.reprob <= 1, "--reprob", f"must be in [0, 1], got {self.reprob}"),
+            (self.recount >= 1, "--recount", f"must be at least 1, got {self.recount}"),
             (self.mixup >= 0 and self.cutmix >= 0, "--mixup/--cutmix", "alphas must be >= 0"),
             (0 <= self.drop_path < 1, "--drop-path", f"must be in [0, 1), got {self.drop_path}"),
             (0 < self.crop_pct <= 1, "--crop-pct", f"must be in (0, 1], got {self.crop_pct}"),
@@ -288,8 +296,8 @@ class TrainConfig:
             parse_duration(self.time_budget, "--time-budget")
         if self.loader == "memory" and self.aa:
             raise ValueError(
-                f"--loader memory: augments whole batches by translation and flip only; --aa {self.aa} needs the "
-                "per-image pipeline (--loader workers) or --aa none"
+                f"--loader memory: augments whole batches by translation, flip and random erasing only; --aa {self.aa} "
+                "needs the per-image pipeline (--loader workers) or --aa none"
             )
         check_parts(self.freeze)
         if self.multi_label and self.loss == "ce":
