@@ -17,7 +17,7 @@ from torch import nn
 import crossvit
 from conftest import NATIVE_BF16
 from crossvit.runtime import bench, bench_cases
-from crossvit.runtime.fast import InferenceModel, pick_attention, prepare_training, to_inference
+from crossvit.runtime.fast import InferenceModel, compile_training, pick_attention, prepare_training, to_inference
 
 TINY = crossvit.CrossViTConfig(
     img_size=32,
@@ -98,6 +98,30 @@ def test_prepare_training_keeps_gradients(tiny: nn.Module) -> None:
         nn.functional.cross_entropy(run(x), y).backward()  # fp32 here: only the kernel differs
         grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_compile_training_asks_inductor_for_gemm_autotuning(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: calls.append(kw) or model)
+    m = nn.Linear(4, 4)
+    assert compile_training(m) is m and calls[-1] == {}
+    compile_training(m, "max-autotune")
+    assert calls[-1] == {"options": {"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}}  # CPU: C++
+    with pytest.raises(ValueError, match="--compile-mode"):
+        compile_training(m, "reduce-overhead")
+
+
+@pytest.mark.slow  # Inductor times its C++ GEMM templates for each of the few matrix shapes: ~half a minute
+def test_max_autotune_training_step_gives_the_plain_gradients(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 8))
+    fast = copy.deepcopy(plain)
+    x, y = torch.randn(16, 32), torch.randint(0, 8, (16,))
+    for run in (plain, compile_training(fast, "max-autotune")):
+        nn.functional.cross_entropy(run(x), y).backward()
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
 @pytest.mark.slow
@@ -198,7 +222,12 @@ def test_benchmark_train_mode_runs(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "flag, value, message",
-    [("--precision", "fp8", "--precision"), ("--peers", "tensorrt", "--peers"), ("--batch-sizes", "0", "positive")],
+    [
+        ("--precision", "fp8", "--precision"),
+        ("--peers", "tensorrt", "--peers"),
+        ("--batch-sizes", "0", "positive"),
+        ("--compile-mode", "max-autotune", "use it with --train --compile"),
+    ],
 )
 def test_benchmark_rejects_bad_options(flag: str, value: str, message: str, capsys) -> None:
     from crossvit.cli import main

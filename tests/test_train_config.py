@@ -71,6 +71,7 @@ def test_unknown_yaml_key_names_it_and_suggests(tmp_path):
         (["--lr", "-1"], "--lr"),
         (["-b", "7"], "even batch size"),
         (["--model", "crossvit_tiny_24"], "did you mean crossvit_tiny_240"),
+        (["--compile-mode", "max-autotune"], "add --compile"),
     ],
 )
 def test_bad_options_fail_before_work(tmp_path, capsys, argv, needle):

@@ -3,6 +3,7 @@
     crossvit benchmark --model crossvit_15_240 --batch-sizes 1,32 --precision fp32,bf16 --compile --json b.json
     crossvit benchmark --model crossvit_15_240 --train --batch-sizes 32 --precision fp32,bf16 --compile
     crossvit benchmark --model cifar --train --batch-sizes 256     # crossvit_cifar_36: 2 M params, 36 px
+    crossvit benchmark --model cifar --train --batch-sizes 256 --precision bf16 --compile --compile-mode max-autotune
 
 How paths are timed and memory is measured: :mod:`crossvit.runtime.bench`; the paths timed:
 :mod:`crossvit.runtime.bench_cases`.
@@ -22,6 +23,7 @@ import torch
 from ..models.flops import count_macs
 from ..runtime.bench import machine_info, run_cases, summarize
 from ..runtime.bench_cases import build_models, inference_cases, train_cases
+from ..runtime.fast import COMPILE_MODES
 
 log = logging.getLogger("crossvit.benchmark")
 PEERS = ("timm", "onnxruntime", "openvino")
@@ -37,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--precision", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16 (CUDA), int8 (OpenVINO, NNCF)"
     )
     p.add_argument("--compile", action="store_true", help="also time torch.compile paths (ours and timm)")
+    p.add_argument(
+        "--compile-mode", default="default", choices=COMPILE_MODES,
+        help="--train --compile: max-autotune adds a row compiled with Inductor's GEMM autotuning (minutes to set up)",
+    )  # fmt: skip
     p.add_argument("--train", action="store_true", help="time training steps (fwd+bwd+AdamW) instead of inference")
     p.add_argument("--drop-path", type=float, default=0.1, help="drop-path rate of the training runs (0.1)")
     p.add_argument("--peers", default="timm,onnxruntime,openvino", help=f"subset of {','.join(PEERS)}, or 'none'")
@@ -69,6 +75,8 @@ def main(args: argparse.Namespace) -> int:
     precisions = _csv(args.precision, "--precision", ("fp32", "bf16", "fp16", "int8"))
     if "int8" in precisions and args.train:
         raise ValueError("--precision int8 is for inference; drop it with --train")
+    if args.compile_mode != "default" and not (args.train and args.compile):
+        raise ValueError(f"--compile-mode {args.compile_mode}: adds a training row; use it with --train --compile")
     peers = [] if args.peers.strip() == "none" else _csv(args.peers, "--peers", PEERS)
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -93,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
     flops_img = 2.0 * count_macs(ours)
     ours, ref = ours.to(device), (ref.to(device) if ref is not None else None)
     if args.train:
-        cases = train_cases(ours, ref, peers, batches, precisions, args.compile, device)
+        cases = train_cases(ours, ref, peers, batches, precisions, args.compile, device, args.compile_mode)
     else:
         runtimes = _csv(args.runtime, "--runtime", ("torch", "openvino"))
         if "openvino" in runtimes and importlib.util.find_spec("openvino") is None:

@@ -256,8 +256,9 @@ def _ov_case(ref: nn.Module, size: tuple[int, int], prec: str, threads: int, onc
 
 def train_cases(
     ours: nn.Module, ref: nn.Module | None, peers: list[str], batches: list[int], precisions: list[str],
-    compile_: bool, device: torch.device,
+    compile_: bool, device: torch.device, compile_mode: str = "default",
 ) -> list[Case]:  # fmt: skip
+    """Training-step rows; with ``compile_``, a compiled row, and with ``compile_mode`` max-autotune one more."""
     size, ncls = ours.cfg.img_size, ours.cfg.num_classes
     cases = []
 
@@ -285,10 +286,10 @@ def train_cases(
 
         return make
 
-    def ours_model(prec: str, comp: bool) -> Callable[[], tuple[nn.Module, nn.Module]]:
+    def ours_model(prec: str, comp: bool, mode: str = "default") -> Callable[[], tuple[nn.Module, nn.Module]]:
         def build() -> tuple[nn.Module, nn.Module]:
             m = copy.deepcopy(ours).to(device)
-            return m, prepare_training(m, prec, compile=comp)
+            return m, prepare_training(m, prec, compile=comp, compile_mode=mode)
 
         return build
 
@@ -309,6 +310,9 @@ def train_cases(
                 cases.append(
                     Case(f"ours{tag} compiled", "ours", prec, b, step_factory(ours_model(prec, True), prec, True, b))
                 )
+                if compile_mode != "default":
+                    step = step_factory(ours_model(prec, True, compile_mode), prec, True, b)
+                    cases.append(Case(f"ours{tag} compiled {compile_mode}", "ours", prec, b, step))
             if "timm" in peers and ref is not None:
                 for fused in (True, False):
                     label = f"timm{tag} {'sdpa' if fused else 'math'}"

@@ -148,26 +148,47 @@ class OpenVINOModel(openvino_cpu.Network):
         self._compiled: dict[int, object] = {}
 
 
+COMPILE_MODES = ("default", "max-autotune")
+
+
+def compile_training(model: nn.Module, mode: str = "default") -> nn.Module:
+    """``torch.compile`` for a training step. ``max-autotune`` also times Inductor's GEMM templates against the
+    ATen (oneDNN / cuBLAS) kernel for every matrix shape and keeps the faster, with its elementwise epilogue fused:
+    minutes more compilation, a faster step where the templates win (docs/performance.md).
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    if mode == "default":
+        return torch.compile(model)
+    if next(model.parameters()).device.type == "cpu":  # the CPU's templates are C++ ("CPP"); Triton is GPU-only
+        return torch.compile(model, options={"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"})
+    return torch.compile(model, mode="max-autotune-no-cudagraphs")  # graphs of a training step are re-recorded
+
+
 def prepare_training(
     model: nn.Module,
     precision: Precision = "fp32",
     compile: bool = False,
     attention: Literal["auto", "sdpa", "math"] = "auto",
+    compile_mode: str = "default",
 ) -> nn.Module:
-    """Pick the attention kernel for training in ``precision`` (autocast), optionally compile. Returns the module
-    to call in the training loop (the compiled wrapper shares parameters with ``model``; optimise/save ``model``).
+    """Pick the attention kernel for training in ``precision`` (autocast), optionally compile (``compile_mode``:
+    see :func:`compile_training`). Returns the module to call in the training loop (the compiled wrapper shares
+    parameters with ``model``; optimise/save ``model``).
     """
     dtype_of(precision)
     device = next(model.parameters()).device
     _set_attention(model, pick_attention(device, precision, True) if attention == "auto" else attention)
-    return torch.compile(model) if compile else model
+    return compile_training(model, compile_mode) if compile else model
 
 
 __all__ = [
+    "COMPILE_MODES",
     "DTYPES",
     "InferenceModel",
     "Int8Model",
     "OpenVINOModel",
+    "compile_training",
     "dtype_of",
     "pick_attention",
     "prepare_training",

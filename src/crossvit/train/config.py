@@ -21,6 +21,7 @@ import yaml
 from ..models.config import CrossViTConfig
 from ..models.registry import get_entry, resolve_name
 from ..models.timm_model import TimmConfig, is_timm_name
+from ..runtime.fast import COMPILE_MODES
 from .freeze import check_parts
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
@@ -165,6 +166,13 @@ class TrainConfig:
         "--train --compile measures it). The one-off 1-2 min of compilation counts in --time-budget; evaluation "
         "runs the eager model",
     )
+    compile_mode: str = _f(
+        "default",
+        "--compile: default, or max-autotune (Inductor also times its C++ GEMM templates against oneDNN for every "
+        "matrix shape and keeps the faster, epilogue fused: a few minutes more compilation, a faster step where the "
+        "templates win; crossvit benchmark --train --compile-mode max-autotune measures it)",
+        choices=COMPILE_MODES,
+    )
     tta: str = _f(
         "none",
         "test-time augmentation of validation: flip averages the logits of x and its mirror image",
@@ -292,6 +300,8 @@ class TrainConfig:
         for ok, option, why in checks:
             if not ok:
                 raise ValueError(f"{option}: {why}")
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"--compile-mode {self.compile_mode}: applies to a compiled step; add --compile")
         if self.time_budget is not None:
             parse_duration(self.time_budget, "--time-budget")
         if self.loader == "memory" and self.aa:

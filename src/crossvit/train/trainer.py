@@ -34,7 +34,7 @@ from ..io.model_card import RECIPE_KEYS
 from ..models.model import CrossViT
 from ..models.timm_model import is_timm_name
 from ..runtime.cpu import cpu_description
-from ..runtime.fast import pick_attention
+from ..runtime.fast import compile_training, pick_attention
 from . import distributed as D
 from .budget import TimeBudget
 from .config import TrainConfig, parse_duration
@@ -141,7 +141,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             state.model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
     if cfg.compile:  # only the training step: eval mode (BatchNorm statistics, no dropout) would be a second graph
-        state.net = torch.compile(state.net)
+        state.net = compile_training(state.net, cfg.compile_mode)
     runlog = None
     if dist.is_main:
         cfg.save(run_dir / "config.yaml")
@@ -295,7 +295,7 @@ def _log_start(state: TrainState, run_dir: Path, data: Data, img_size: int, atte
     )  # fmt: skip
     if dist.device.type == "cpu":
         log.info("cpu: %s; %d threads per process%s", cpu_description(), torch.get_num_threads(),
-                 ", compiled training step" if cfg.compile else "")  # fmt: skip
+                 f", compiled training step ({cfg.compile_mode})" if cfg.compile else "")  # fmt: skip
     if any(not p.requires_grad for p in state.model.parameters()) or cfg.layer_decay is not None:
         log.info("trainable parameters:\n%s", trainable_table(state.model))
 
