@@ -18,6 +18,7 @@ from crossvit.models.flops import count_macs, count_params
 from crossvit.models.timm_model import TimmClassifier
 from crossvit.runtime.source import load_model
 from crossvit.train import TrainConfig, train
+from crossvit.train.distill import DistillationLoss, teacher_input_size
 from crossvit.train.model_setup import arch_config, build_model
 from crossvit.train.validation import validate
 from test_train import tiny
@@ -85,6 +86,23 @@ def test_a_timm_teacher_distils_into_a_crossvit_student(cnn_run, toy16, tmp_path
     assert res["complete"] and res["steps"] == 2 and isinstance(res["model"], crossvit.CrossViT)
     assert f"distilling from {cnn_run['release_dir']} (hard, alpha 0.50" in caplog.text
     assert "distilling from" in (Path(res["run_dir"]) / "train.log").read_text()  # the run's own log says so too
+
+
+def test_a_teacher_sees_the_batch_at_its_own_input_size(cnn_run) -> None:
+    from torchvision.transforms.v2 import functional as TF
+
+    teacher = crossvit.from_pretrained(cnn_run["release_dir"]).eval()
+    assert teacher_input_size(teacher) == (16, 16) and teacher_input_size(torch.nn.Linear(2, 2)) is None
+    seen = []
+    teacher.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    loss = DistillationLoss(torch.nn.CrossEntropyLoss(), teacher, "soft", 0.5, 1.0, teacher_input_size(teacher))
+    x = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    loss(x, torch.randn(2, 3), torch.tensor([0, 1]))  # a 24-px student batch
+    want = TF.resize(x, [16, 16], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+    torch.testing.assert_close(seen[0], want, rtol=1e-5, atol=1e-5)
+    same = torch.randn(2, 3, 16, 16)
+    loss(same, torch.randn(2, 3), torch.tensor([0, 1]))
+    assert seen[1] is same  # at the teacher's size: no copy
 
 
 def test_timm_options_are_checked() -> None:

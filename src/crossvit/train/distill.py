@@ -6,7 +6,9 @@ soft: ``tau^2 * KL(softmax(teacher / tau) || softmax(student / tau))`` (Hinton e
 hard: cross-entropy of the student against the teacher's argmax (DeiT's "hard distillation").
 
 CrossViT has no distillation token, so the term applies to the model's output (the mean of its two heads). The
-teacher sees the same augmented (and mixed) batch as the student, in inference mode and without gradients.
+teacher sees the same augmented (and mixed) batch as the student, in inference mode and without gradients, resized
+to the input size it was trained at when that is known and differs (a ResNet teacher trained on CIFAR upsampled to
+64 px, a 32-px student): a CNN takes any size, but one fed half its training resolution predicts worse.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ log = logging.getLogger("crossvit")
 class DistillationLoss(nn.Module):
     takes_inputs = True  # the engine calls criterion(x, out, y)
 
-    def __init__(self, base: nn.Module, teacher: nn.Module, kind: str, alpha: float, tau: float) -> None:
+    def __init__(
+        self, base: nn.Module, teacher: nn.Module, kind: str, alpha: float, tau: float,
+        teacher_size: tuple[int, int] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         if kind not in ("soft", "hard"):
             raise ValueError(f"--distill must be soft or hard, got {kind!r}")
         self.base, self.teacher, self.kind, self.alpha, self.tau = base, teacher, kind, alpha, tau
+        self.teacher_size = tuple(teacher_size) if teacher_size is not None else None
         for p in self.teacher.parameters():
             p.requires_grad_(False)
 
@@ -44,13 +50,20 @@ class DistillationLoss(nn.Module):
         log_p_t = F.log_softmax(teacher.float() / t, dim=1)
         return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
 
+    def teacher_input(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, *teacher_size): antialiased bicubic, as the per-image pipeline resizes."""
+        if self.teacher_size is None or tuple(x.shape[-2:]) == self.teacher_size:
+            return x
+        x = F.interpolate(x.float(), size=self.teacher_size, mode="bicubic", antialias=True)
+        return x.contiguous(memory_format=torch.channels_last)
+
     def forward(self, x: Tensor, out: Tensor, y: Tensor) -> Tensor:
         label_loss = self.base(out, y)
         if self.alpha == 0:
             return label_loss
         self.teacher.eval()
         with torch.no_grad():
-            t_out = self.teacher(x)  # (B, C)
+            t_out = self.teacher(self.teacher_input(x))  # (B, C)
         return (1 - self.alpha) * label_loss + self.alpha * self.distill_term(out, t_out)
 
 
@@ -73,15 +86,26 @@ def build_distillation(cfg: Any, criterion: nn.Module, num_classes: int, device:
     if not cfg.teacher:
         return criterion
     teacher = load_teacher(cfg.teacher, num_classes).to(device).eval()
+    if device.type == "cpu":  # the batches come channels-last; oneDNN's convolutions want the weights so too
+        teacher = teacher.to(memory_format=torch.channels_last)
     t_classes = getattr(teacher, "num_classes", num_classes)
     if t_classes != num_classes:
         raise ValueError(f"--teacher {cfg.teacher}: predicts {t_classes} classes, the data has {num_classes}")
+    size = teacher_input_size(teacher)
     log.info(
-        "distilling from %s (%s, alpha %.2f, tau %.1f, %.2fM params)",
+        "distilling from %s (%s, alpha %.2f, tau %.1f, %.2fM params, input %s)",
         cfg.teacher,
         cfg.distill,
         cfg.distill_alpha,
         cfg.distill_tau,
         sum(p.numel() for p in teacher.parameters()) / 1e6,
+        "x".join(map(str, size)) if size else "the student's batch as it is",
     )
-    return DistillationLoss(criterion, teacher, cfg.distill, cfg.distill_alpha, cfg.distill_tau)
+    return DistillationLoss(criterion, teacher, cfg.distill, cfg.distill_alpha, cfg.distill_tau, size)
+
+
+def teacher_input_size(teacher: nn.Module) -> tuple[int, int] | None:
+    """The (H, W) a teacher of ours (a CrossViT or a timm model trained here) was built for; None for a bare timm
+    architecture with a weights file, whose training size is not recorded."""
+    size = getattr(getattr(teacher, "cfg", None), "img_size", None)
+    return (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
