@@ -43,6 +43,13 @@ def stack_images(arrays: Sequence[np.ndarray], source: str) -> Tensor:
     return out.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
 
 
+def resize_batch(x: Tensor, size: tuple[int, int], interpolation: str = "bicubic") -> Tensor:
+    """(B, C, H, W) float -> (B, C, *size), channels-last. Antialiased: PIL's filters (bicubic a = -0.5) both ways,
+    as the per-image pipeline resizes."""
+    x = F.interpolate(x, size=size, mode=interpolation, antialias=interpolation != "nearest")
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class TensorLoader:
     """Batches of (normalised float images, labels) from an in-memory uint8 tensor; DDP-aware by ``rank``/``world``.
 
@@ -133,10 +140,7 @@ class TensorLoader:
             x = x.contiguous(memory_format=torch.channels_last).float()
             x = (x - self.mean) / self.std
             if self.size is not None:  # after normalising: the same for a linear resize, and no uint8 rounding
-                # antialias: PIL's filters (bicubic a = -0.5) both ways, as the per-image pipeline resizes
-                aa = self.interpolation != "nearest"
-                x = F.interpolate(x, size=self.size, mode=self.interpolation, antialias=aa)  # (B, C, *size)
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = resize_batch(x, self.size, self.interpolation)
             if self.train and self.erase is not None:
                 x = self._erase(x, int(torch.randint(0, 2**62, (1,), generator=g)))
             yield x, self.labels[j]

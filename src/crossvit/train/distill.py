@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.tensor_loader import resize_batch
 from ..runtime.source import load_model
 
 log = logging.getLogger("crossvit")
@@ -51,11 +52,10 @@ class DistillationLoss(nn.Module):
         return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
 
     def teacher_input(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) -> (B, C, *teacher_size): antialiased bicubic, as the per-image pipeline resizes."""
+        """(B, C, H, W) -> (B, C, *teacher_size), as the memory loader resizes."""
         if self.teacher_size is None or tuple(x.shape[-2:]) == self.teacher_size:
             return x
-        x = F.interpolate(x.float(), size=self.teacher_size, mode="bicubic", antialias=True)
-        return x.contiguous(memory_format=torch.channels_last)
+        return resize_batch(x.float(), self.teacher_size)
 
     def forward(self, x: Tensor, out: Tensor, y: Tensor) -> Tensor:
         label_loss = self.base(out, y)
