@@ -56,6 +56,15 @@ def test_save_pretrained_writes_a_card_the_hub_parses(tmp_path) -> None:
     assert any(name in printed for name in LABELS), printed
 
 
+def test_card_names_the_tokenizer_the_model_has(tmp_path) -> None:
+    plain = ModelCard.load(crossvit.save_pretrained(tiny(), tmp_path / "plain") / "README.md").content
+    assert "linear patch embedding" in plain and "convolutional tokenizer" not in plain
+    stem = tiny(img_size=(32, 32), img_scale=(1.0, 1.0), patch_size=(4, 8), stem_dims=(8, 16), stem_depths=(1, 2))
+    text = ModelCard.load(crossvit.save_pretrained(stem, tmp_path / "stem") / "README.md").content
+    assert "linear patch embedding," not in text
+    assert "1 x 8 channels, 2 x 16 channels; stride 4" in text
+
+
 def test_card_of_a_training_run_states_recipe_and_measured_accuracy(tmp_path) -> None:
     data = make_image_folder(tmp_path / "data", classes=3, per_class=4, size=16, val_per_class=2)
     arch = dict(img_size=[16, 16], img_scale=[1.0, 1.0], patch_size=[4, 8], embed_dim=[16, 32], num_heads=[2, 2],

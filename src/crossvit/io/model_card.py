@@ -111,11 +111,21 @@ def _architecture(cfg: CrossViTConfig, arch: str) -> list[str]:
     return [
         f"`{arch}`: {desc}. A dual-branch vision transformer from [{PAPER}]({ARXIV}) (Chen, Fan, Panda, ICCV "
         f"2021): {layout}; {'CLS tokens' if cfg.cls_token else 'no CLS tokens'}, "
-        f"{'three-convolution' if cfg.multi_conv else 'linear'} patch embedding, input {cfg.img_size[0]}x"
-        f"{cfg.img_size[1]} px.",
+        f"{_tokenizer(cfg)}, input {cfg.img_size[0]}x{cfg.img_size[1]} px.",
         "",
         *rows,
     ]
+
+
+def _tokenizer(cfg: CrossViTConfig) -> str:
+    if cfg.stem_dims:
+        depths = cfg.stem_depths or (1,) * len(cfg.stem_dims)
+        stages = ", ".join(f"{d} x {c} channels" for c, d in zip(cfg.stem_dims, depths))
+        return (
+            f"a convolutional tokenizer shared by both branches (3x3 convolutions by stage: {stages}; "
+            f"stride {cfg.stem_stride}) under linear patch embeddings"
+        )
+    return f"{'three-convolution' if cfg.multi_conv else 'linear'} patch embedding"
 
 
 def _timm_architecture(cfg: TimmConfig) -> list[str]:
