@@ -5,7 +5,7 @@ cd "$(dirname "$0")/../.."
 T6=""
 for r in t6-conv_32-s0-zen3 t6-conv_32-s1-zen3 t6-conv_32-s2-zen3 t6-conv_fuse_allattn_32-s0-zen3 t6-conv_fuse_clstoken_32-s0-zen3 t6-conv_fuse_none_32-s0-zen3 t6-conv_fuse_pairwise_32-s0-zen3 t6-conv_single_32-s0-zen3 t6-conv_single_32-s1-zen3 t6-conv_single_32-s2-zen3; do T6="$T6 experiments/cifar10-table6/$r"; done
 RUNS=""
-for r in conv32-30m-s0 conv32-stem12-m2-30m-s0 conv32-stem12-m2-compile-30m-s0-zen5 conv32-stem32x13-m2-compile-30m-s0-zen5 conv32-stem32x13-m2-b128-30m-s0-zen5 conv32-stem32x13-m2-b128-30m-s1-zen5 conv32-stem32x13-m2-b128-30m-s2-zen5 conv32-stem32x13-m2-b128-30m-s0-zen3 conv32-3h-cand1-140m-s0-zen5 resnet18-teacher-30m-s0-zen3 timm-crossvit36-30m-s0-zen3 crossvit36-30m-1core-s0-zen5 timm-crossvit36-30m-1core-s0-zen5 t6-conv_32-lr5e-4-s0-zen5 t6-conv_fuse_allattn_32-lr5e-4-s0-zen5; do RUNS="$RUNS experiments/cifar10-time/$r"; done
+for r in conv32-30m-s0 conv32-stem12-m2-30m-s0 conv32-stem12-m2-compile-30m-s0-zen5 conv32-stem32x13-m2-compile-30m-s0-zen5 conv32-stem32x13-m2-b128-30m-s0-zen5 conv32-stem32x13-m2-b128-30m-s1-zen5 conv32-stem32x13-m2-b128-30m-s2-zen5 conv32-stem32x13-m2-b128-30m-s0-zen3 conv32-3h-cand1-140m-s0-zen5 conv32-2h-cand2-120m-s0-zen5 resnet18-teacher-30m-s0-zen3 timm-crossvit36-30m-s0-zen3 crossvit36-30m-1core-s0-zen5 timm-crossvit36-30m-1core-s0-zen5 t6-conv_32-lr5e-4-s0-zen5 t6-conv_fuse_allattn_32-lr5e-4-s0-zen5; do RUNS="$RUNS experiments/cifar10-time/$r"; done
 SR='Intel Xeon (Sapphire Rapids, family 6; amx_bf16 avx512_bf16 avx512_vnni), 2 logical CPUs'
 ${PYTHON:-python} benchmarks/time_results.py $RUNS --table6 $T6 --out docs/results-cifar10-time.md --img docs/img/cifar10-time/top1.png \
   --cpu "conv32-30m-s0=$SR" --cpu "conv32-stem12-m2-30m-s0=$SR" \
