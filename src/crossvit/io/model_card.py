@@ -119,8 +119,7 @@ def _architecture(cfg: CrossViTConfig, arch: str) -> list[str]:
 
 def _tokenizer(cfg: CrossViTConfig) -> str:
     if cfg.stem_dims:
-        depths = cfg.stem_depths or (1,) * len(cfg.stem_dims)
-        stages = ", ".join(f"{d} x {c} channels" for c, d in zip(cfg.stem_dims, depths))
+        stages = ", ".join(f"{d} x {c} channels" for c, d in zip(cfg.stem_dims, cfg.stem_stage_depths))
         return (
             f"a convolutional tokenizer shared by both branches (3x3 convolutions by stage: {stages}; "
             f"stride {cfg.stem_stride}) under linear patch embeddings"

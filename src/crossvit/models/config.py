@@ -155,6 +155,11 @@ class CrossViTConfig:
         return 2 ** len(self.stem_dims)
 
     @property
+    def stem_stage_depths(self) -> tuple[int, ...]:
+        """Convolutions in each stem stage, with the empty default spelled out (one each)."""
+        return self.stem_depths or (1,) * len(self.stem_dims)
+
+    @property
     def grid_size(self) -> tuple[tuple[int, int], tuple[int, int]]:
         return tuple((h // p, w // p) for (h, w), p in zip(self.branch_img_size, self.patch_size))  # type: ignore
 

@@ -56,7 +56,7 @@ def conv_stem(cfg: CrossViTConfig) -> tuple[ConvStem | None, int]:
     """The shared convolutional tokenizer of ``cfg`` (or None) and the channel count the patch embeddings take."""
     if not cfg.stem_dims:
         return None, cfg.in_chans
-    stem = ConvStem(cfg.in_chans, cfg.stem_dims, cfg.stem_depths)
+    stem = ConvStem(cfg.in_chans, cfg.stem_dims, cfg.stem_stage_depths)
     return stem, stem.out_chans
 
 
