@@ -113,7 +113,7 @@ def test_torchscript_parity(tmp_path) -> None:
 
 
 def test_unsupported_format(tmp_path, capsys) -> None:
-    with pytest.raises(ValueError, match="supported formats: onnx, torchscript"):
+    with pytest.raises(ValueError, match="supported formats: onnx, torchscript, release"):
         check_format("tflite")
     from pathlib import Path
 
@@ -139,3 +139,42 @@ def test_dynamo_exporter(tmp_path) -> None:
     model = tiny()
     path = export_onnx(model, tmp_path / "d.onnx", exporter="dynamo")
     assert all(r.max_abs_diff <= 1e-4 for r in check_export(model, path, "onnx", None))
+
+
+def test_release_fp16_halves_the_file_and_keeps_labels_and_record(tmp_path, capsys) -> None:
+    from safetensors import safe_open
+
+    model = tiny()
+    record = {"training": {"top1": 12.5, "epochs": 3}}
+    src = crossvit.save_pretrained(model, tmp_path / "rel", extra=record)
+    out = tmp_path / "rel16"
+    assert cli(["export", "--checkpoint", str(src), "--format", "release", "--dtype", "fp16", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "release, fp16 weights" in printed and "tolerance 0.05" in printed and printed.strip().endswith("PASS")
+    ratio = (out / "model.safetensors").stat().st_size / (src / "model.safetensors").stat().st_size
+    assert 0.45 < ratio < 0.6, ratio
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes, dtypes
+    config = json.loads((out / "config.json").read_text())
+    assert config["weights_dtype"] == "fp16" and config["training"] == record["training"]
+    back = crossvit.from_pretrained(out)
+    assert back.label_names == list("abcde")
+    x = torch.randn(2, 3, *model.cfg.img_size)
+    with torch.no_grad():
+        ref, got = model(x), back(x)
+    assert got.dtype == torch.float32
+    assert 0 < (ref - got).abs().max() < 5e-2  # rounded weights: close, not bit-equal
+
+
+def test_release_export_bad_options(tmp_path, capsys) -> None:
+    src = crossvit.save_pretrained(tiny(), tmp_path / "rel")
+    before = (src / "model.safetensors").read_bytes()
+    args = ["export", "--checkpoint", str(src), "--format", "release", "--out"]
+    assert cli([*args, str(src), "--dtype", "fp16"]) == 2
+    assert "is the source release itself" in capsys.readouterr().err
+    assert (src / "model.safetensors").read_bytes() == before
+    assert cli([*args, str(tmp_path / "x"), "--dtype", "int4"]) == 2
+    assert "--dtype 'int4'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli(["export", "--checkpoint", str(src), "--out", str(tmp_path / "m.onnx"), "--dtype", "fp16"]) == 2
+    assert "only --format release" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()

@@ -1,4 +1,8 @@
-"""``crossvit export --checkpoint SRC --format onnx --out FILE``: :mod:`crossvit.runtime.export`, then the check."""
+"""``crossvit export --checkpoint SRC --format onnx --out FILE``: :mod:`crossvit.runtime.export`, then the check.
+
+``crossvit export --checkpoint runs/x/release --format release --dtype fp16 --out releases/x-fp16`` re-saves a
+release with half-precision weights (half the file), checked the same way after loading it back.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from pathlib import Path
 from ..runtime.export import (
     FORMATS,
     MIN_OPSET,
+    RELEASE_ATOL,
     check_export,
     check_format,
     export_onnx,
+    export_release,
     export_torchscript,
     photo_batch,
     resize_nodes,
@@ -22,20 +28,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="release dir (config.json + model.safetensors) or weights file")
     p.add_argument("--model", help="architecture name when --checkpoint is a bare weights file")
     p.add_argument("--format", help=f"{' or '.join(FORMATS)} (default: from the --out suffix)")
-    p.add_argument("--out", type=Path, required=True, help="file to write (.onnx, .pt)")
+    p.add_argument("--out", type=Path, required=True, help="file to write (.onnx, .pt), or a directory for a release")
+    p.add_argument("--dtype", default="fp32", help="--format release: weight storage fp32, fp16 or bf16")
     p.add_argument("--opset", type=int, help=f"ONNX opset (>= {MIN_OPSET}; default 17, 18 with --exporter dynamo)")
     p.add_argument("--exporter", default="torchscript", help="ONNX exporter: torchscript (default) or dynamo")
     p.add_argument("--images", nargs="*", help="photos for the check (default: scikit-image's sample photos)")
-    p.add_argument("--atol", type=float, default=1e-4, help="max abs logit difference accepted (default 1e-4)")
+    p.add_argument(
+        "--atol", type=float, help="max abs logit difference accepted (default 1e-4; a release: 5e-2 fp16, 2.5e-1 bf16)"
+    )
     p.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
 
 
 def main(args: argparse.Namespace) -> int:
     fmt = check_format(args.format, args.out)
+    if args.dtype != "fp32" and fmt != "release":
+        raise ValueError(f"--dtype {args.dtype}: only --format release stores other weight precisions")
+    if fmt == "release" and args.dtype not in RELEASE_ATOL:
+        raise ValueError(f"--dtype {args.dtype!r}: choose one of {', '.join(RELEASE_ATOL)}")
+    atol = args.atol if args.atol is not None else RELEASE_ATOL[args.dtype] if fmt == "release" else 1e-4
     model = load_model(args.checkpoint, args.model)
     # Read the check's photos first: a bad --images file must fail before anything is written to --out.
     photos = None if args.no_check else photo_batch(model, args.images)
-    if fmt == "onnx":
+    if fmt == "release":
+        export_release(model, args.out, args.dtype, source=args.checkpoint)
+        size_mb = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file()) / 2**20
+        print(f"wrote {args.out} (release, {args.dtype} weights, {size_mb:.1f} MB)")
+    elif fmt == "onnx":
         export_onnx(model, args.out, opset=args.opset, exporter=args.exporter)
         import onnx  # optional dependency
 
@@ -44,8 +62,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         export_torchscript(model, args.out)
         detail = "torch.jit.trace"
-    size_mb = args.out.stat().st_size / 2**20
-    print(f"wrote {args.out} ({fmt}, {detail}, {size_mb:.1f} MB, dynamic batch axis)")
+    if fmt != "release":
+        size_mb = args.out.stat().st_size / 2**20
+        print(f"wrote {args.out} ({fmt}, {detail}, {size_mb:.1f} MB, dynamic batch axis)")
     if fmt == "onnx":
         branches = model.cfg.branch_img_size
         for r in resize_nodes(args.out):
@@ -59,14 +78,14 @@ def main(args: argparse.Namespace) -> int:
     if photos is None:
         print("  note: scikit-image is not installed: the real-photo check is skipped (or pass --images)")
     rows = check_export(model, args.out, fmt, photos)
-    runtime = "onnxruntime" if fmt == "onnx" else "torch.jit.load"
-    print(f"check against PyTorch (fp32 logits, {runtime}, tolerance {args.atol:g}):")
+    runtime = {"onnx": "onnxruntime", "torchscript": "torch.jit.load", "release": "from_pretrained"}[fmt]
+    print(f"check against PyTorch (fp32 logits, {runtime}, tolerance {atol:g}):")
     for r in rows:
-        verdict = "ok" if r.ok(args.atol) else "FAILED"
+        verdict = "ok" if r.ok(atol) else "FAILED"
         print(
             f"  {r.name:<38} max abs diff {r.max_abs_diff:.2e} (logits up to {r.max_abs_logit:.2g})  "
             f"top-1 agree {r.top1_agree}/{r.batch}  {verdict}"
         )
-    passed = all(r.ok(args.atol) for r in rows)
-    print("PASS" if passed else f"FAIL: the exported model differs from PyTorch by more than {args.atol:g}")
+    passed = all(r.ok(atol) for r in rows)
+    print("PASS" if passed else f"FAIL: the exported model differs from PyTorch by more than {atol:g}")
     return 0 if passed else 1

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("crossvit.train.plot", "PNG curves of a run directory"),
     "predict": ("crossvit.cli.predict", "top-k classes for images, folders and globs"),
     "attention": ("crossvit.cli.attention", "draw cross-attention maps of an image"),
-    "export": ("crossvit.cli.export", "export to ONNX or TorchScript, checked against PyTorch"),
+    "export": ("crossvit.cli.export", "export to ONNX, TorchScript or an fp16 release, checked against PyTorch"),
     "benchmark": ("crossvit.cli.benchmark", "speed and memory against timm and other runtimes"),
     "quantize": ("crossvit.cli.quantize", "int8 post-training quantization (NNCF, OpenVINO) into a release"),
     "serve": ("crossvit.serve.cli", "HTTP server (batched) and web page: predictions and attention maps"),

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..models.config import CrossViTConfig
@@ -32,6 +33,10 @@ from .weights import CheckpointError, file_sha256, load_into, read_state_dict, t
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# Storage precision of a release's floating tensors; they load back into an fp32 model (load_state_dict casts).
+WEIGHT_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# config.json entries that describe how the weights were made rather than the architecture: a re-saved copy keeps them
+CARRIED_KEYS = ("training", "multi_label", "threshold")
 
 
 def _architecture_name(model: CrossViT) -> str:
@@ -56,12 +61,17 @@ def save_pretrained(
     label_names: list[str] | None = None,
     extra: dict[str, Any] | None = None,
     card_source: str | None = None,
+    weights_dtype: str = "fp32",
 ) -> Path:
     """Write ``model.safetensors`` (timm layout), ``config.json`` and the model card ``README.md``, each atomically.
 
     ``extra`` entries go into config.json; ``extra["training"]`` (the trainer writes it) is the run's recipe and
     accuracy that the card states. ``card_source``: where the card's usage snippet loads from (default save_dir).
+    ``weights_dtype``: fp32, or fp16 / bf16 for a file half the size (integer buffers stay as they are).
     """
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights dtype {weights_dtype!r}: choose one of {', '.join(WEIGHT_DTYPES)}")
+    dtype = WEIGHT_DTYPES[weights_dtype]
     from safetensors.torch import save_file  # loaded on first use (slow import)
 
     save_dir = Path(save_dir)
@@ -86,7 +96,8 @@ def save_pretrained(
     if extra:
         config.update(extra)
     config["model_stats"] = model_stats(model)
-    sd = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
+    config["weights_dtype"] = weights_dtype
+    sd = {k: (v.to(dtype) if v.is_floating_point() else v).detach().to("cpu").contiguous() for k, v in sd.items()}
     _atomic_write(save_dir / WEIGHTS_NAME, lambda p: save_file(sd, p, metadata={"format": "pt"}))
     # The config is written last and names the weights' digest: a damaged or mismatched pair is caught on load.
     config["weights_sha256"] = file_sha256(save_dir / WEIGHTS_NAME)

@@ -14,6 +14,10 @@ reads the node back and prints its attributes. The default exporter is PyTorch's
 (``dynamo=False``); ``--exporter dynamo`` uses ``torch.export`` and needs ``pip install onnxscript``.
 The model's preprocessing and label names are stored in the file (ONNX metadata_props / TorchScript extra file
 ``crossvit.json``) so a runtime user can preprocess without this package.
+
+``--format release --dtype fp16`` re-saves a release (or checkpoint) in the release format with half-precision
+weights, half the file size, keeping its label names and training record; the check loads the written release back
+and compares its logits with the fp32 original's (default tolerance 5e-2 for fp16, 2.5e-1 for bf16).
 """
 
 from __future__ import annotations
@@ -30,17 +34,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..io.hub import data_config, eval_transform
+from ..io.hub import (
+    CARRIED_KEYS,
+    CONFIG_NAME,
+    WEIGHT_DTYPES,
+    data_config,
+    eval_transform,
+    from_pretrained,
+    load_config,
+    save_pretrained,
+)
 from ..io.images import as_pil
 from ..models.model import CrossViT
 
 log = logging.getLogger("crossvit")
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "release")
 EXPORTERS = ("torchscript", "dynamo")
 MIN_OPSET = 11  # first opset whose Resize has cubic_coeff_a and half_pixel
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee")
 _SUFFIX = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
+# Max abs logit difference a release stored at this precision may show against the fp32 model it came from.
+RELEASE_ATOL = {"fp32": 1e-4, "fp16": 5e-2, "bf16": 2.5e-1}
 
 
 def check_format(fmt: str | None, out: Path | None = None) -> str:
@@ -69,7 +84,8 @@ def _prepared(model: CrossViT, attention: str = "sdpa") -> CrossViT:
     """An fp32 CPU eval copy. ``attention="math"`` spells attention out as MatMul/Softmax, which every opset and
     runtime has (SDPA exists in ONNX only from opset 14, and the exporter decomposes it into the same ops)."""
     m = copy.deepcopy(model).float().cpu().eval()
-    m.set_attention_impl(attention)  # type: ignore[arg-type]
+    if hasattr(m, "set_attention_impl"):  # a timm model (a CNN teacher) has no attention to choose
+        m.set_attention_impl(attention)  # type: ignore[arg-type]
     for p in m.parameters():
         p.requires_grad_(False)
     return m
@@ -135,6 +151,26 @@ def export_torchscript(model: CrossViT, out: str | Path, batch: int = 2) -> Path
     return out
 
 
+def export_release(model: CrossViT, out: str | Path, weights_dtype: str, source: str | Path | None = None) -> Path:
+    """Write ``model`` as a release dir with ``weights_dtype`` weights; a release ``source`` lends its training
+    record (and multi-label settings) to the new config.json. Refuses to write over ``source`` itself."""
+    out = Path(out)
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"--dtype {weights_dtype!r}: choose one of {', '.join(WEIGHT_DTYPES)}")
+    extra: dict[str, Any] = {}
+    if source is not None:
+        src = Path(source)
+        src_dir = src if src.is_dir() else src.parent
+        if out.exists() and out.resolve() == src_dir.resolve():
+            raise ValueError(f"--out {out}: is the source release itself; write the copy to another directory")
+        if (src_dir / CONFIG_NAME).is_file() and (src.is_dir() or src.name == CONFIG_NAME):
+            config = load_config(src_dir / CONFIG_NAME)
+            extra = {k: config[k] for k in CARRIED_KEYS if k in config}
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a release is a directory, and this is a file")
+    return save_pretrained(model, out, extra=extra, weights_dtype=weights_dtype)
+
+
 def resize_nodes(path: str | Path) -> list[dict[str, Any]]:
     """Attributes of every ONNX Resize node (mode, cubic_coeff_a, coordinate_transformation_mode)."""
     import onnx  # optional dependency
@@ -155,7 +191,9 @@ class Runner:
 
     def __init__(self, path: str | Path, fmt: str) -> None:
         self.fmt = fmt
-        if fmt == "onnx":
+        if fmt == "release":  # loaded back as a user would: weights cast to the fp32 model on load
+            self.module = from_pretrained(path).float().eval()
+        elif fmt == "onnx":
             import onnxruntime as ort  # optional dependency
 
             opts = ort.SessionOptions()
