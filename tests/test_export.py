@@ -165,6 +165,8 @@ def test_release_fp16_halves_the_file_and_keeps_labels_and_record(tmp_path, caps
         ref, got = model(x), back(x)
     assert got.dtype == torch.float32
     assert 0 < (ref - got).abs().max() < 5e-2  # rounded weights: close, not bit-equal
+    assert "stored in fp16" in (out / "README.md").read_text()
+    assert "stored in" not in (src / "README.md").read_text()
 
 
 def test_release_export_bad_options(tmp_path, capsys) -> None:

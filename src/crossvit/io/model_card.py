@@ -45,6 +45,13 @@ RECIPE_KEYS = frozenset(k for k, _ in RECIPE)
 MAX_LISTED_LABELS = 100
 
 
+def _storage(weights_dtype: str) -> list[str]:
+    """A line for weights stored below fp32 (older releases have no ``weights_dtype``: fp32)."""
+    if weights_dtype == "fp32":
+        return []
+    return ["", f"The weights are stored in {weights_dtype} (half the file); they load into an fp32 model."]
+
+
 def model_stats(model) -> dict[str, float]:
     """Params (M) and GMACs of one image at the model's input size."""
     return {"params_m": round(count_params(model) / 1e6, 3), "gmacs": round(count_macs(model) / 1e9, 4)}
@@ -200,6 +207,7 @@ def card_text(config: dict[str, Any], source: str) -> str:
         "",
         f"**{stats['params_m']:.2f} M parameters, {stats['gmacs']:.3f} GMACs** per {cfg.img_size[0]}x"
         f"{cfg.img_size[1]} image (multiply-accumulates of every convolution, linear layer and attention product).",
+        *_storage(config.get("weights_dtype", "fp32")),
         "",
         "## Training",
         "",
