@@ -222,6 +222,11 @@ def main() -> None:
     for r in runs:
         c = r["cfg"]
         arch = c.get("model") + (f" + {c['model_args']}" if c.get("model_args") else "")
+        if str(c.get("model", "")).startswith("timm/"):  # a CNN takes any size: say which one it trained at
+            arch += f" @ {c.get('img_size')} px"
+        if c.get("teacher"):  # a release dir inside a run dir: name the teacher by its run
+            t = Path(c["teacher"])
+            arch += f"`, {c.get('distill')} distillation from `{t.parent.name if t.name == 'release' else t.name}"
         rows.append(
             f"| `{r['name']}` | `{arch}` | {c.get('batch_size')} / {c.get('lr'):g}"
             f"{' / compiled' if c.get('compile') else ''} | {c.get('time_budget')} | {len(r['top1'])} | "
