@@ -126,3 +126,18 @@ def test_timm_crossvit_with_our_dimensions_counts_like_ours() -> None:
     ours = crossvit.create_model("crossvit_cifar_36")
     assert count_params(theirs) == count_params(ours)
     assert count_macs(theirs) == count_macs(ours)
+
+
+def test_timm_release_exports_to_onnx_and_fp16(cnn_run, tmp_path, capsys) -> None:
+    """A CNN teacher goes through `crossvit export` like a CrossViT: ONNX checked by onnxruntime, an fp16 release."""
+    pytest.importorskip("onnxruntime")
+    release = cnn_run["release_dir"]
+    assert cli_main(["export", "--checkpoint", release, "--out", str(tmp_path / "cnn.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith("PASS") and "Resize node" not in out
+    half = tmp_path / "cnn16"
+    args = ["export", "--checkpoint", release, "--format", "release", "--dtype", "fp16", "--out", str(half)]
+    assert cli_main(args) == 0
+    assert capsys.readouterr().out.strip().endswith("PASS")
+    back = load_model(str(half))
+    assert isinstance(back, TimmClassifier) and back.label_names == ["class_0", "class_1", "class_2"]

@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
     if fmt != "release":
         size_mb = args.out.stat().st_size / 2**20
         print(f"wrote {args.out} ({fmt}, {detail}, {size_mb:.1f} MB, dynamic batch axis)")
-    if fmt == "onnx":
+    if fmt == "onnx" and hasattr(model.cfg, "branch_img_size"):  # a CrossViT: its L branch resizes in-model
         branches = model.cfg.branch_img_size
         for r in resize_nodes(args.out):
             print(
