@@ -37,7 +37,6 @@ from torch import Tensor
 from ..io.hub import (
     CARRIED_KEYS,
     CONFIG_NAME,
-    WEIGHT_DTYPES,
     data_config,
     eval_transform,
     from_pretrained,
@@ -55,7 +54,7 @@ MIN_OPSET = 11  # first opset whose Resize has cubic_coeff_a and half_pixel
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee")
 _SUFFIX = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
 # Max abs logit difference a release stored at this precision may show against the fp32 model it came from.
-RELEASE_ATOL = {"fp32": 1e-4, "fp16": 5e-2, "bf16": 2.5e-1}
+RELEASE_ATOL = {"fp32": 1e-4, "fp16": 5e-2, "bf16": 2.5e-1}  # keys: io.hub.WEIGHT_DTYPES
 
 
 def check_format(fmt: str | None, out: Path | None = None) -> str:
@@ -155,9 +154,7 @@ def export_release(model: CrossViT, out: str | Path, weights_dtype: str, source:
     """Write ``model`` as a release dir with ``weights_dtype`` weights; a release ``source`` lends its training
     record (and multi-label settings) to the new config.json. Refuses to write over ``source`` itself."""
     out = Path(out)
-    if weights_dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"--dtype {weights_dtype!r}: choose one of {', '.join(WEIGHT_DTYPES)}")
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {}  # save_pretrained checks weights_dtype
     if source is not None:
         src = Path(source)
         src_dir = src if src.is_dir() else src.parent
