@@ -79,7 +79,7 @@ def test_forced_attention_kernel_gives_same_logits(tiny: nn.Module, impl: str) -
 def test_pick_attention_rules() -> None:
     assert pick_attention("cpu", "fp32", training=False) == "sdpa"
     assert pick_attention("cpu", "bf16", training=False) == "sdpa"
-    assert pick_attention("cpu", "bf16", training=True) == "math"
+    assert pick_attention("cpu", "bf16", training=True) == "tiled"
     assert pick_attention("cpu", "fp32", training=True) == "sdpa"
     assert pick_attention("cuda", "bf16", training=True) == "sdpa"
     with pytest.raises(ValueError, match="precision"):
@@ -87,13 +87,13 @@ def test_pick_attention_rules() -> None:
 
 
 def test_prepare_training_keeps_gradients(tiny: nn.Module) -> None:
-    # The kernel chosen for bf16 training (math) and the default (SDPA) give the same fp32 loss and gradients.
+    # The kernel chosen for bf16 training (tiled) and the default (SDPA) give the same fp32 loss and gradients.
     x, y = _images(), torch.tensor([0, 1, 2, 3])
     grads = []
     for prec in ("fp32", "bf16"):
         m = copy.deepcopy(tiny).train()
         run = prepare_training(m, prec)
-        expected = "math" if prec == "bf16" else "sdpa"
+        expected = "tiled" if prec == "bf16" else "sdpa"
         assert all(mod.impl == expected for mod in m.modules() if hasattr(mod, "impl"))
         nn.functional.cross_entropy(run(x), y).backward()  # fp32 here: only the kernel differs
         grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))

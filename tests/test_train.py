@@ -65,9 +65,9 @@ def test_two_steps(toy, tmp_path, amp, caplog):
         assert torch.equal(rel.state_dict()[k], v), k
     st = load_checkpoint(run / "last.pth")
     assert st["epoch"] == 1 and st["step"] == 2 and st["config"]["amp"] == amp
-    # attention "auto": explicit matmuls for bf16 training on CPU (crossvit.runtime.fast.pick_attention), SDPA in fp32
+    # attention "auto": tiled explicit matmuls for bf16 training on CPU (runtime.fast.pick_attention), SDPA in fp32
     impls = {m.impl for m in r["model"].modules() if hasattr(m, "impl")}
-    assert impls == {"math" if amp == "bf16" else "sdpa"}
+    assert impls == {"tiled" if amp == "bf16" else "sdpa"}
     assert f"{amp}, {impls.pop()} attention" in caplog.text
 
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from .config import CrossViTConfig
 from .encoder import Tokens
 from .fusion import build_encoder
-from .layers import ConvStem, PatchEmbed, norm_layer, resize_pos_embed
+from .layers import ATTENTION_IMPLS, ConvStem, PatchEmbed, norm_layer, resize_pos_embed
 
 # ``model.predict`` and ``model.to_inference`` are conveniences over crossvit.runtime, a layer above this one; the
 # runtime registers its functions here when it is imported (``import crossvit`` does), so the architecture never
@@ -123,10 +123,11 @@ class CrossViT(Predicts, nn.Module):
         for enc in self.blocks:
             enc.grad_checkpointing = enable
 
-    def set_attention_impl(self, impl: Literal["sdpa", "math"]) -> None:
-        """Choose how attention is computed everywhere: fused SDPA (default) or explicit matmuls."""
-        if impl not in ("sdpa", "math"):
-            raise ValueError(f"attention impl must be 'sdpa' or 'math', got {impl!r}")
+    def set_attention_impl(self, impl: Literal["sdpa", "math", "tiled"]) -> None:
+        """Choose how attention is computed everywhere: fused SDPA (default), explicit matmuls, or explicit matmuls
+        in cache-sized tiles (layers/tiled_attention.py)."""
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention impl must be one of {', '.join(ATTENTION_IMPLS)}, got {impl!r}")
         for m in self.modules():
             if hasattr(m, "impl"):
                 m.impl = impl

@@ -36,17 +36,19 @@ def dtype_of(precision: str) -> torch.dtype:
     return DTYPES[precision]
 
 
-def pick_attention(device: torch.device | str, precision: str, training: bool) -> Literal["sdpa", "math"]:
+def pick_attention(device: torch.device | str, precision: str, training: bool) -> Literal["sdpa", "tiled"]:
     """The attention kernel that measured fastest for CrossViT shapes (tokens 50-600, head dim 16-64).
 
     CPU inference: SDPA (its flash kernel beats matmul + softmax + matmul in fp32 and bf16 by 1.3-2.7x).
-    CPU training in bf16: explicit matmuls; the CPU flash-attention *backward* in bf16 is the slow part of a
-    small model's step (more than half of it), while the matmul backward runs on the same AMX GEMMs as the
-    linear layers. CPU training in fp32 and everything on CUDA: SDPA.
+    CPU training in bf16: explicit matmuls, in cache-sized tiles where there are many tokens ("tiled"); the CPU
+    flash-attention *backward* in bf16 is the slow part of a small model's step (more than half of it), while the
+    matmul backward runs on the same bf16 GEMMs as the linear layers, and tiling keeps the N x N scores in cache
+    (1.5-2x over whole-batch matmuls for 145-401 tokens, docs/performance.md). CPU training in fp32 and everything
+    on CUDA: SDPA.
     """
     dev = torch.device(device).type
     if dev == "cpu" and training and precision in ("bf16", "fp16"):
-        return "math"
+        return "tiled"
     return "sdpa"
 
 
@@ -85,7 +87,7 @@ def to_inference(
     model: nn.Module,
     precision: Precision = "bf16",
     compile: bool = False,
-    attention: Literal["auto", "sdpa", "math"] = "auto",
+    attention: Literal["auto", "sdpa", "math", "tiled"] = "auto",
     runtime: Literal["torch", "openvino"] = "torch",
     calibration: object = None,
 ) -> InferenceModel | OpenVINOModel | Int8Model:
@@ -96,7 +98,7 @@ def to_inference(
             see docs/performance.md) or "fp16" (CUDA).
         compile: ``torch.compile`` with Inductor freezing. Costs tens of seconds on the first call (and again for
             each new batch size); pays off for long runs.
-        attention: "auto" (see :func:`pick_attention`), or force "sdpa" / "math".
+        attention: "auto" (see :func:`pick_attention`), or force "sdpa" / "math" / "tiled".
         runtime: "torch", or "openvino" (CPU, optional dependency; fastest for small models and batch 1 on CPUs
             without AMX, see docs/performance.md). ``compile`` does not apply to it.
         calibration: for precision="int8" (runtime "openvino" only): images to quantize with NNCF (a folder, a
@@ -169,7 +171,7 @@ def prepare_training(
     model: nn.Module,
     precision: Precision = "fp32",
     compile: bool = False,
-    attention: Literal["auto", "sdpa", "math"] = "auto",
+    attention: Literal["auto", "sdpa", "math", "tiled"] = "auto",
     compile_mode: str = "default",
 ) -> nn.Module:
     """Pick the attention kernel for training in ``precision`` (autocast), optionally compile (``compile_mode``:

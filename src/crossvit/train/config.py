@@ -202,9 +202,9 @@ class TrainConfig:
     device: str = _f("auto", "cpu, cuda, cuda:N or auto")
     attention: str = _f(
         "auto",
-        "attention kernel: auto = the measured-fastest for the device and precision (explicit matmuls for bf16 "
-        "training on CPU, fused SDPA otherwise; crossvit.runtime.fast.pick_attention)",
-        choices=("auto", "sdpa", "math"),
+        "attention kernel: auto = the measured-fastest for the device and precision (explicit matmuls in "
+        "cache-sized tiles for bf16 training on CPU, fused SDPA otherwise; crossvit.runtime.fast.pick_attention)",
+        choices=("auto", "sdpa", "math", "tiled"),
     )
     seed: int = _f(0, "random seed (offset by rank)")
     threads: int | None = _f(

@@ -1,6 +1,6 @@
 """Building blocks of CrossViT, one concept per file."""
 
-from .attention import Attention, CrossAttention, attend
+from .attention import ATTENTION_IMPLS, Attention, CrossAttention, attend
 from .block import AttentionBlock, Block, CrossAttentionBlock, norm_layer, projection
 from .conv_stem import ConvStem
 from .drop import DropPath, drop_path
@@ -9,6 +9,7 @@ from .patch_embed import PatchEmbed
 from .pos_embed import resize_pos_embed
 
 __all__ = [
+    "ATTENTION_IMPLS",
     "Attention",
     "AttentionBlock",
     "Block",

@@ -1,8 +1,10 @@
 """Multi-head self-attention and the CLS-query cross-attention of Eq. 6, both through SDPA.
 
 ``impl`` selects how the attention product is computed: ``"sdpa"`` calls
-``F.scaled_dot_product_attention`` (the default), ``"math"`` spells out softmax(q k^T / sqrt(d)) v with matmuls.
-Both give the same numbers; the math path is visible to FLOP counters and returns the attention map on request.
+``F.scaled_dot_product_attention`` (the default), ``"math"`` spells out softmax(q k^T / sqrt(d)) v with matmuls,
+``"tiled"`` computes the same matmuls a cache-sized tile of (image, head) pairs at a time (CPU training, see
+:mod:`.tiled_attention`). All give the same numbers; the math path is visible to FLOP counters and returns the
+attention map on request.
 """
 
 from __future__ import annotations
@@ -11,11 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .tiled_attention import tiled_attention
+
+ATTENTION_IMPLS = ("sdpa", "math", "tiled")
+
 
 def attend(q: Tensor, k: Tensor, v: Tensor, impl: str, drop: float, keep_map: bool) -> tuple[Tensor, Tensor | None]:
     """q: (B, H, Nq, d), k/v: (B, H, N, d) -> (B, H, Nq, d) and the (B, H, Nq, N) map when asked for."""
     if impl == "sdpa" and not keep_map:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=drop), None
+    if impl == "tiled" and not keep_map and not drop:  # dropout would need the probabilities kept for backward
+        return tiled_attention(q, k, v), None
     attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
     attn = attn.softmax(dim=-1)
     out = F.dropout(attn, drop) if drop else attn
@@ -65,7 +73,7 @@ class CrossAttention(nn.Module):
         self.attn_map: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.impl == "sdpa" and not self.keep_map and not (self.training and self.attn_drop):
+        if self.impl in ("sdpa", "tiled") and not self.keep_map and not (self.training and self.attn_drop):
             return self._folded(x)
         B, N, C = x.shape
         h = self.num_heads
