@@ -12,7 +12,9 @@ import torch.nn.functional as F
 import crossvit
 from conftest import TINY_ARGS
 from crossvit.cli import main as cli
+from crossvit.io.hub import WEIGHT_DTYPES
 from crossvit.runtime.export import (
+    RELEASE_ATOL,
     Runner,
     check_export,
     check_format,
@@ -167,6 +169,12 @@ def test_release_fp16_halves_the_file_and_keeps_labels_and_record(tmp_path, caps
     assert 0 < (ref - got).abs().max() < 5e-2  # rounded weights: close, not bit-equal
     assert "stored in fp16" in (out / "README.md").read_text()
     assert "stored in" not in (src / "README.md").read_text()
+
+
+def test_every_weights_dtype_has_a_release_tolerance() -> None:
+    # the CLI checks --dtype against RELEASE_ATOL; save_pretrained against WEIGHT_DTYPES: the two must list the same
+    assert RELEASE_ATOL.keys() == WEIGHT_DTYPES.keys()
+    assert RELEASE_ATOL["fp32"] < RELEASE_ATOL["fp16"] < RELEASE_ATOL["bf16"]  # bf16 keeps 3 fewer mantissa bits
 
 
 def test_release_export_bad_options(tmp_path, capsys) -> None:
