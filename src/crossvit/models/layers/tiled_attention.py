@@ -3,8 +3,8 @@
 With many tokens and a small head dimension (the S branch: 145 tokens of 16 channels per head in
 ``crossvit_cifar_36``, 401 of 32 in ``crossvit_9_240``), the explicit-matmul attention of a training step spends most
 of its time streaming the (B, H, N, N) score matrix through memory: the score product writes it, softmax reads it and
-writes it in fp32, the cast to bf16 reads and writes it again, and the backward pass does the same from the saved
-copy. Here each tile of (image, head) pairs is small enough for the core's cache (a few MB of scores), so those
+writes the probabilities, the product with v reads those, and the backward pass reads the saved probabilities and
+writes and reads two more matrices of that size (their gradient and the scores' gradient). Here each tile of (image, head) pairs is small enough for the core's cache (a few MB of scores), so those
 passes stay in cache; the backward pass recomputes a tile's probabilities from q and k instead of saving them, which
 also keeps the N x N matrices out of the saved activations.
 
