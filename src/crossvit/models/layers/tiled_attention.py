@@ -4,8 +4,9 @@ With many tokens and a small head dimension (the S branch: 145 tokens of 16 chan
 ``crossvit_cifar_36``, 401 of 32 in ``crossvit_9_240``), the explicit-matmul attention of a training step spends most
 of its time streaming the (B, H, N, N) score matrix through memory: the score product writes it, softmax reads it and
 writes the probabilities, the product with v reads those, and the backward pass reads the saved probabilities and
-writes and reads two more matrices of that size (their gradient and the scores' gradient). Here each tile of (image, head) pairs is small enough for the core's cache (a few MB of scores), so those
-passes stay in cache; the backward pass recomputes a tile's probabilities from q and k instead of saving them, which
+writes and reads two more matrices of that size (their gradient and the scores' gradient). Here each tile of
+(image, head) pairs is small enough for the core's cache (a few MB of scores), so those passes stay in cache; the
+backward pass recomputes a tile's probabilities from q and k instead of saving them, which
 also keeps the N x N matrices out of the saved activations.
 
 The arithmetic is the explicit-matmul path's, step for step and in the same precisions (under bf16 autocast: scores,
