@@ -6,8 +6,8 @@ of its time streaming the (B, H, N, N) score matrix through memory: the score pr
 writes the probabilities, the product with v reads those, and the backward pass reads the saved probabilities and
 writes and reads two more matrices of that size (their gradient and the scores' gradient). Here each tile of
 (image, head) pairs is small enough for the core's cache (a few MB of scores), so those passes stay in cache; the
-backward pass recomputes a tile's probabilities from q and k instead of saving them, which
-also keeps the N x N matrices out of the saved activations.
+backward pass recomputes a tile's probabilities from q and k instead of saving them, which also keeps the N x N
+matrices out of the saved activations.
 
 The arithmetic is the explicit-matmul path's, step for step and in the same precisions (under bf16 autocast: scores,
 softmax and products all in bf16, as CPU autocast leaves softmax), so outputs and gradients agree with it to rounding
