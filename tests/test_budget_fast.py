@@ -21,6 +21,7 @@ from crossvit.train.distill import DistillationLoss
 from crossvit.train.engine import evaluate
 from crossvit.train.fast_step import to_fast_layout
 from crossvit.train.optim import WarmupCosine
+from crossvit.train.validation import validate
 from test_train import tiny
 
 
@@ -202,6 +203,23 @@ def test_flip_tta_averages_mirrored_logits():
     plain = evaluate(model, [(x, y)], torch.device("cpu"), "fp32")
     assert plain["loss"] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-5)
     assert plain["loss"] != pytest.approx(res["loss"])
+
+
+def test_validate_reproduces_a_runs_carved_split_with_flip_tta(toy16, tmp_path):
+    """`crossvit validate DATA --val-split-size N --tta flip` evaluates the images the run validated on, the way it
+    did: the release gives the run's own figures (there through the training loader, here through the per-image
+    eval transform)."""
+    flat = str(Path(toy16, "train"))  # class folders directly under it: the validation split is carved out
+    res = train(tiny(flat, tmp_path, val_fraction=2, tta="flip"))
+    m = validate(res["release_dir"], flat, workers=0, val_split_size=2, tta="flip")
+    assert m["images"] == 3 * 2 and m["tta"] == "flip"
+    assert m["loss"] == pytest.approx(res["val_loss"], rel=1e-4)
+    assert m["top1"] == pytest.approx(res["top1"])
+    plain = validate(res["release_dir"], flat, workers=0, val_split_size=2)
+    assert plain["loss"] != pytest.approx(m["loss"], rel=1e-6)  # the mirrored logits took part
+    assert validate(res["release_dir"], flat, workers=0)["images"] == 3 * 6  # no split: the whole folder
+    with pytest.raises(ValueError, match="--tta"):
+        validate(res["release_dir"], flat, workers=0, tta="ten-crop")
 
 
 def test_distillation_losses_match_hand_computation():

@@ -172,6 +172,12 @@ def test_plot_and_cli_validate(toy, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert out["images"] == 6 and set(out["per_class"]) == {"class_0", "class_1", "class_2"}
     assert out["top1"] == pytest.approx(r["top1"])
+    v = ["validate", str(toy), "--checkpoint", r["run_dir"], "-j", "0", "--out-dir", str(tmp_path / "v2")]
+    assert main([*v, "--tta", "flip"]) == 0
+    assert "(flip TTA)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*v, "--tta", "ten-crop"])  # argparse names the option and its choices
+    assert "--tta" in capsys.readouterr().err
 
 
 def test_damaged_checkpoint_is_detected_and_skipped(tmp_path):

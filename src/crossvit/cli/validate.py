@@ -3,6 +3,7 @@
 crossvit validate data/ --checkpoint runs/x         # data/val (or data/) as ImageFolder; the run's release
 crossvit validate digits --checkpoint runs/x/best.pth   # a training checkpoint on the bundled digits
 crossvit validate imagenet/ --checkpoint crossvit_9_240 --img-size 288 --crop-pct 1.0
+crossvit validate ../shared/datasets/cifar10/train --checkpoint releases/cifar10-3h --val-split-size 500 --tta flip
 
 ``--checkpoint`` takes any model source (:mod:`crossvit.runtime.source`). The older ``crossvit validate MODEL
 [DATA]`` still works for one release, with a deprecation warning.
@@ -36,6 +37,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("torch", "openvino"),
         help="torch, or openvino (CPU; pip install openvino; --amp bf16 sets its bf16 hint). OpenVINO runs the "
         "whole model, so the single-branch accuracies are not reported with it",
+    )
+    p.add_argument(
+        "--tta", default="none", choices=("none", "flip"), help="flip: average each image's logits with its mirror's"
+    )
+    p.add_argument(
+        "--val-split-size",
+        type=float,
+        default=None,
+        help="evaluate the split `crossvit train --val-split-size` carves out of DATA (N per class, or a fraction)",
     )
     p.add_argument("--out-dir", default=None, help="where metrics.json and confusion.png go (default: runs/validate-*)")
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
@@ -76,11 +86,14 @@ def main(args: argparse.Namespace) -> int:
         out,
         args.model_name,
         args.runtime,
+        args.tta,
+        args.val_split_size,
     )
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
-    print(f"images {m['images']}  top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}")
+    tta = "  (flip TTA)" if m["tta"] == "flip" else ""
+    print(f"images {m['images']}  top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}{tta}")
     if "int8" in m:
         q = m["int8"]
         print(f"int8 (OpenVINO, NNCF) top-1 {q['top1']:.2f}%  top-5 {q['top5']:.2f}%  loss {q['loss']:.4f}  "

@@ -34,7 +34,8 @@ BIBTEX = """@inproceedings{chen2021crossvit,
 RECIPE = (
     ("model", "model"), ("initial_checkpoint", "initial weights"), ("pretrained", "released ImageNet weights"),
     ("data_description", "data"), ("train_images", "training images"), ("val_images", "validation images"),
-    ("epochs", "epochs"), ("batch_size", "batch size (per process)"), ("world", "processes"), ("opt", "optimizer"),
+    ("val_fraction", "validation split (--val-split-size)"), ("epochs", "epochs"),
+    ("batch_size", "batch size (per process)"), ("world", "processes"), ("opt", "optimizer"),
     ("lr", "learning rate"), ("weight_decay", "weight decay"), ("warmup_epochs", "warm-up epochs"),
     ("smoothing", "label smoothing"), ("aa", "RandAugment"), ("mixup", "mixup"), ("cutmix", "cutmix"),
     ("reprob", "random erasing"), ("drop_path", "drop-path rate"), ("model_ema", "EMA weights"),
@@ -150,7 +151,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _training(train: dict[str, Any]) -> list[str]:
+def _training(train: dict[str, Any], source: str) -> list[str]:
     if not train:
         return ["This release records no training run (recipe and accuracy unknown)."]
     if train.get("note"):
@@ -166,6 +167,17 @@ def _training(train: dict[str, Any]) -> list[str]:
             f"Measured at the end of the run on its validation split ({_fmt(train.get('val_images'))} images): "
             f"top-1 **{train['top1']:.2f} %**{top5}{best}."
         )
+        if train.get("val_fraction") is not None and train.get("data_description"):
+            # the split is chosen by file name, so the same folder gives the same images on any machine
+            tta = " --tta flip" if train.get("tta") == "flip" else ""
+            amp = " --amp auto" if train.get("amp") in ("bf16", "fp16") else ""  # bf16 only where the CPU has it
+            out += [
+                "",
+                "To measure it again (the same carved split, the release's stored weights):",
+                "",
+                f"    crossvit validate {train['data_description']} --checkpoint {source} "
+                f"--val-split-size {_fmt(train['val_fraction'])}{tta}{amp}",
+            ]
     else:
         out.append("The run had no validation split: no accuracy was measured.")
     return out
@@ -211,7 +223,7 @@ def card_text(config: dict[str, Any], source: str) -> str:
         "",
         "## Training",
         "",
-        *_training(config.get("training") or {}),
+        *_training(config.get("training") or {}, source),
         "",
         "## Labels",
         "",

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.build import DIGITS
 from ..data.digits import digits_datasets
-from ..data.folder import FolderDataset, scan_folder
+from ..data.folder import FolderDataset, scan_folder, split_samples
 from ..data.images import BadImagePolicy
 from ..io.hub import data_config, eval_transform
 from ..models.model import CrossViT
@@ -32,16 +32,26 @@ from .precision import resolve_amp
 log = logging.getLogger("crossvit")
 
 
-def eval_dataset(data: str | None, model: CrossViT, transform) -> Dataset:
-    """Validation images mapped onto the model's class indices (by label name when the model has names)."""
+def eval_dataset(data: str | None, model: CrossViT, transform, val_split_size: float | None = None) -> Dataset:
+    """Validation images mapped onto the model's class indices (by label name when the model has names).
+
+    ``val_split_size``: evaluate the split that ``crossvit train --val-split-size`` carves out of the folder (the
+    same files, chosen by name), so a run's validation figure can be reproduced from its release.
+    """
     if data in (None, DIGITS):
-        _, ds = digits_datasets(size=32, val_fraction=0.2)
+        if val_split_size is not None and not 0 < val_split_size < 1:
+            raise ValueError(f"--val-split-size: the digits split takes a fraction in (0, 1), got {val_split_size}")
+        _, ds = digits_datasets(size=32, val_fraction=0.2 if val_split_size is None else val_split_size)
         ds.transform = transform
         classes = ds.classes
     else:
         root = Path(data)
-        d = root / "val" if (root / "val").is_dir() else root
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such data directory")
+        d = root / "val" if (root / "val").is_dir() and val_split_size is None else root
         classes, samples = scan_folder(d)
+        if val_split_size is not None:
+            _, samples = split_samples(samples, val_split_size, seed=0)
         ds = FolderDataset(samples, classes, transform, BadImagePolicy("skip"))
     names = getattr(model, "label_names", None)
     if names and set(classes) <= set(names):
@@ -77,6 +87,8 @@ def validate(
     out_dir: str | Path | None = None,
     model_name: str | None = None,
     runtime: str = "torch",
+    tta: str = "none",
+    val_split_size: float | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``data`` (a dataset yielding preprocessed tensors, a directory, or 'digits').
 
@@ -84,7 +96,11 @@ def validate(
     top1_branch_s / top1_branch_l (each branch head alone), confusion (rows = true class), images.
     With ``out_dir``: metrics.json and confusion.png are written there. ``runtime="openvino"`` evaluates the
     OpenVINO-compiled model (``amp`` bf16 -> its bf16 precision hint); it has no per-branch accuracies.
+    ``tta="flip"`` averages each image's logits with its mirror's (what ``crossvit train --tta flip`` reports);
+    ``val_split_size``: see :func:`eval_dataset`.
     """
+    if tta not in ("none", "flip"):
+        raise ValueError(f"--tta must be none or flip, got {tta!r}")
     source = "model" if isinstance(model, (CrossViT, TimmClassifier)) else str(model)
     if not isinstance(model, (CrossViT, TimmClassifier)):
         model = load_model(model, model_name, img_size=img_size)
@@ -97,22 +113,26 @@ def validate(
         )
     dev = torch.device(device)
     model = model.to(dev).eval()
-    ds = data if isinstance(data, Dataset) else eval_dataset(data, model, eval_transform(model, crop_pct=crop_pct))
+    if isinstance(data, Dataset):
+        ds = data
+    else:
+        ds = eval_dataset(data, model, eval_transform(model, crop_pct=crop_pct), val_split_size)
     if len(ds) == 0:
         raise ValueError(f"{data}: no images to evaluate")
     dl = DataLoader(ds, batch_size=batch_size, num_workers=workers if not isinstance(data, Dataset) else 0)
     t0 = time.perf_counter()
     amp = resolve_amp(amp, dev)
     if runtime == "torch":
-        m = evaluate(model, dl, dev, amp, num_classes=model.num_classes, branches=isinstance(model, CrossViT))
+        m = evaluate(model, dl, dev, amp, num_classes=model.num_classes, branches=isinstance(model, CrossViT), tta=tta)
     else:
         if dev.type != "cpu":
             raise ValueError(f"--runtime {runtime} runs on the CPU; drop --device {device}")
         fast = to_inference(model, "bf16" if amp == "bf16" else "fp32", runtime=runtime)  # type: ignore[arg-type]
-        m = evaluate(fast, dl, dev, "fp32", num_classes=model.num_classes)  # it casts fp32 inputs itself
+        m = evaluate(fast, dl, dev, "fp32", num_classes=model.num_classes, tta=tta)  # it casts fp32 inputs itself
         m["runtime"] = f"{runtime} {amp}"
     if is_int8(model):  # an int8 release: the int8 network's accuracy next to the fp32 weights it came from
-        q = evaluate(to_inference(model, "int8", runtime="openvino"), dl, dev, "fp32", num_classes=model.num_classes)
+        q8 = to_inference(model, "int8", runtime="openvino")
+        q = evaluate(q8, dl, dev, "fp32", num_classes=model.num_classes, tta=tta)
         m["int8"] = {k: q[k] for k in ("top1", "top5", "loss")} | {"runtime": "openvino int8"}
     conf = m.pop("confusion")
     names = list(getattr(model, "label_names", None) or [str(i) for i in range(model.num_classes)])
@@ -125,6 +145,7 @@ def validate(
     dc = data_config(model)
     m["input_size"] = list(dc["input_size"])
     m["crop_pct"] = dc["crop_pct"] if crop_pct is None else crop_pct
+    m["tta"] = tta
     m["seconds"] = time.perf_counter() - t0
     if out_dir is not None:
         out = Path(out_dir)
