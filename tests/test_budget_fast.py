@@ -220,6 +220,10 @@ def test_validate_reproduces_a_runs_carved_split_with_flip_tta(toy16, tmp_path):
     assert validate(res["release_dir"], flat, workers=0)["images"] == 3 * 6  # no split: the whole folder
     with pytest.raises(ValueError, match="--tta"):
         validate(res["release_dir"], flat, workers=0, tta="ten-crop")
+    with pytest.raises(ValueError, match="--val-split-size"):
+        validate(res["release_dir"], flat, workers=0, val_split_size=0)
+    with pytest.raises(ValueError, match="--val-split-size"):  # 6 per class: none would be left for training
+        validate(res["release_dir"], flat, workers=0, val_split_size=6)
 
 
 def test_distillation_losses_match_hand_computation():

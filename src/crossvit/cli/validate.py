@@ -16,6 +16,7 @@ import json
 import sys
 import time
 
+from ..train.config import TTA_CHOICES
 from ..train.validation import validate
 
 
@@ -39,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "whole model, so the single-branch accuracies are not reported with it",
     )
     p.add_argument(
-        "--tta", default="none", choices=("none", "flip"), help="flip: average each image's logits with its mirror's"
+        "--tta", default="none", choices=TTA_CHOICES, help="flip: average each image's logits with its mirror's"
     )
     p.add_argument(
         "--val-split-size",

@@ -26,6 +26,7 @@ from ..models.timm_model import TimmClassifier
 from ..runtime.fast import to_inference
 from ..runtime.int8 import is_int8
 from ..runtime.source import load_model
+from .config import TTA_CHOICES
 from .engine import evaluate
 from .precision import resolve_amp
 
@@ -38,8 +39,10 @@ def eval_dataset(data: str | None, model: CrossViT, transform, val_split_size: f
     ``val_split_size``: evaluate the split that ``crossvit train --val-split-size`` carves out of the folder (the
     same files, chosen by name), so a run's validation figure can be reproduced from its release.
     """
+    if val_split_size is not None and val_split_size <= 0:
+        raise ValueError(f"--val-split-size must be > 0 (images per class, or a fraction), got {val_split_size}")
     if data in (None, DIGITS):
-        if val_split_size is not None and not 0 < val_split_size < 1:
+        if val_split_size is not None and val_split_size >= 1:
             raise ValueError(f"--val-split-size: the digits split takes a fraction in (0, 1), got {val_split_size}")
         _, ds = digits_datasets(size=32, val_fraction=0.2 if val_split_size is None else val_split_size)
         ds.transform = transform
@@ -99,8 +102,8 @@ def validate(
     ``tta="flip"`` averages each image's logits with its mirror's (what ``crossvit train --tta flip`` reports);
     ``val_split_size``: see :func:`eval_dataset`.
     """
-    if tta not in ("none", "flip"):
-        raise ValueError(f"--tta must be none or flip, got {tta!r}")
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
     source = "model" if isinstance(model, (CrossViT, TimmClassifier)) else str(model)
     if not isinstance(model, (CrossViT, TimmClassifier)):
         model = load_model(model, model_name, img_size=img_size)
