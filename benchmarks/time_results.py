@@ -46,15 +46,16 @@ def read_run(d: Path) -> dict:
     lines = [m.groups() for ln in (d / "train.log").read_text().splitlines() if (m := STAMP.match(ln))]
     if not lines:
         raise ValueError(f"{d / 'train.log'}: no timestamped lines")
-    t0 = _ts(lines[0][0])
-    used0 = 0.0
-    for _, text in lines:
-        m = re.search(r"time budget \S+ \(\d+s, (\d+)s used\)", text)
-        if m:
-            used0 = float(m.group(1))
-            break
-    ends = [_ts(t) for t, text in lines if re.match(r"epoch \d+/\d+ train_loss", text)]
-    minutes = [(used0 + e - t0) / 60 for e in ends]
+    # Each command of a budget run logs the seconds its budget has used so far (a resumed segment: the checkpoint's
+    # seconds plus its own start-up); an epoch's minutes count from the latest such line, so the time between two
+    # segments of a run is not counted. A run without a budget counts from its first line.
+    anchor = (_ts(lines[0][0]), 0.0)
+    minutes = []
+    for t, text in lines:
+        if m := re.search(r"time budget \S+ \(\d+s, (\d+)s used\)", text):
+            anchor = (_ts(t), float(m.group(1)))
+        elif re.match(r"epoch \d+/\d+ train_loss", text):
+            minutes.append((anchor[1] + _ts(t) - anchor[0]) / 60)
     top1 = [float(r["top1"]) for r in rows]
     cpu_line = next((m for _, text in lines if (m := re.match(r"cpu: (.*); (\d+) threads", text))), None)
     cpu, threads = (cpu_line.group(1), int(cpu_line.group(2))) if cpu_line else (None, None)

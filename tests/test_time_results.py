@@ -105,3 +105,21 @@ def test_runs_table_marks_one_thread_runs(tmp_path: Path, monkeypatch) -> None:
     rows = {ln.split("|")[1].strip(" `"): ln for ln in out.read_text().splitlines() if ln.startswith("| `t6-")}
     assert rows[one.name].rstrip().endswith("| A, 1 thread |")
     assert rows[two.name].rstrip().endswith("| A |")
+
+
+def test_minutes_of_a_run_in_two_segments(tmp_path: Path) -> None:
+    """A budget run resumed in a second command: its epochs count from that command's own "used" line, so the
+    hours between the two segments do not appear on the page (golden minutes by hand)."""
+    d = fake_run(tmp_path, CROSS, 0, 70.0, None)
+    with open(d / "summary.csv", "a", newline="") as f:
+        csv.writer(f).writerow([3, 1.4, 0.9, 71.0, 96, 0.0, 72, 600])
+    with open(d / "train.log", "a") as f:
+        f.write(
+            "2026-12-03 09:00:00,000 resumed from last.pth at epoch 2\n"
+            "2026-12-03 09:00:01,000 time budget 30m (1800s, 1250s used): the step count is planned\n"
+            "2026-12-03 09:05:01,000 epoch 3/200 train_loss 1.4 val_loss 0.9\n"
+        )
+    r = T.read_run(d)
+    # segment 1: 12 s used at 21:00:00.1, epochs end 599.9 s and 1199.9 s later; segment 2: 1250 s + 300 s
+    assert [round(m * 60, 1) for m in r["minutes"]] == [611.9, 1211.9, 1550.0]
+    assert r["top1"] == [60.0, 70.0, 71.0]
