@@ -38,34 +38,60 @@ def _probs(q: Tensor, k: Tensor, scale: float) -> tuple[Tensor, Tensor]:
     return qs, torch.softmax(torch.bmm(qs, k.transpose(1, 2)), dim=-1)
 
 
-class _TiledAttention(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, rows: int) -> Tensor:  # noqa: ANN001 - autograd context
-        scale = q.shape[-1] ** -0.5
-        outs = []
-        for i in range(0, q.shape[0], rows):
-            _, p = _probs(q[i : i + rows], k[i : i + rows], scale)
-            outs.append(torch.bmm(p, v[i : i + rows]))
-        ctx.save_for_backward(q, k, v)
-        ctx.rows = rows
-        return torch.cat(outs)
+# Registered as operators (not an autograd.Function) so that torch.compile calls them as they are: traced, the tile
+# loop would be unrolled and Inductor's attention pattern would swap each tile's products for the CPU flash kernel,
+# slower here than these matmuls. Each writes its tiles into one output (no concatenation copies).
+@torch.library.custom_op("crossvit::tiled_attention", mutates_args=())
+def _forward(q: Tensor, k: Tensor, v: Tensor, rows: int) -> Tensor:
+    """(R, N, d) x3 -> (R, N, d), ``rows`` of R at a time."""
+    scale = q.shape[-1] ** -0.5
+    out = torch.empty_like(q)
+    for i in range(0, q.shape[0], rows):
+        _, p = _probs(q[i : i + rows], k[i : i + rows], scale)
+        torch.bmm(p, v[i : i + rows], out=out[i : i + rows])
+    return out
 
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:  # noqa: ANN001
-        q, k, v = ctx.saved_tensors
-        scale = q.shape[-1] ** -0.5
-        grad = grad.contiguous()
-        dq, dk, dv = [], [], []
-        for i in range(0, q.shape[0], ctx.rows):
-            t = slice(i, i + ctx.rows)
-            qs, p = _probs(q[t], k[t], scale)
-            g = grad[t]
-            dv.append(torch.bmm(p.transpose(1, 2), g))
-            dp = torch.bmm(g, v[t].transpose(1, 2))  # (R, N, N)
-            ds = torch.ops.aten._softmax_backward_data(dp, p, -1, p.dtype)  # autograd's own softmax backward
-            dq.append(torch.bmm(ds, k[t]) * scale)
-            dk.append(torch.bmm(ds.transpose(1, 2), qs))
-        return torch.cat(dq), torch.cat(dk), torch.cat(dv), None
+
+@torch.library.custom_op("crossvit::tiled_attention_backward", mutates_args=())
+def _backward(grad: Tensor, q: Tensor, k: Tensor, v: Tensor, rows: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The three input gradients, each tile's probabilities recomputed from q and k."""
+    scale = q.shape[-1] ** -0.5
+    grad = grad.contiguous()
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    for i in range(0, q.shape[0], rows):
+        t = slice(i, i + rows)
+        qs, p = _probs(q[t], k[t], scale)
+        g = grad[t]
+        torch.bmm(p.transpose(1, 2), g, out=dv[t])
+        dp = torch.bmm(g, v[t].transpose(1, 2))  # (R, N, N)
+        ds = torch.ops.aten._softmax_backward_data(dp, p, -1, p.dtype)  # autograd's own softmax backward
+        torch.bmm(ds, k[t], out=dq[t])
+        torch.bmm(ds.transpose(1, 2), qs, out=dk[t])
+    return dq.mul_(scale), dk, dv
+
+
+@_forward.register_fake
+def _(q: Tensor, k: Tensor, v: Tensor, rows: int) -> Tensor:
+    return torch.empty_like(q)
+
+
+@_backward.register_fake
+def _(grad: Tensor, q: Tensor, k: Tensor, v: Tensor, rows: int) -> tuple[Tensor, Tensor, Tensor]:
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+
+def _setup_context(ctx, inputs: tuple, output: Tensor) -> None:  # noqa: ANN001 - autograd context
+    q, k, v, rows = inputs
+    ctx.save_for_backward(q, k, v)
+    ctx.rows = rows
+
+
+def _grad(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:  # noqa: ANN001
+    q, k, v = ctx.saved_tensors
+    return (*_backward(grad, q, k, v, ctx.rows), None)
+
+
+_forward.register_autograd(_grad, setup_context=_setup_context)
 
 
 def tiled_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -77,4 +103,4 @@ def tiled_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     dtype = torch.get_autocast_dtype(q.device.type) if torch.is_autocast_enabled(q.device.type) else q.dtype
     with torch.autocast(q.device.type, enabled=False):
         q, k, v = (t.to(dtype).reshape(B * H, N, d) for t in (q, k, v))  # (B, H, N, d) -> (B*H, N, d)
-        return _TiledAttention.apply(q, k, v, rows).reshape(B, H, N, d)
+        return _forward(q, k, v, rows).reshape(B, H, N, d)
