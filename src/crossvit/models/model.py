@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .config import CrossViTConfig
 from .encoder import Tokens
 from .fusion import build_encoder
-from .layers import ATTENTION_IMPLS, ConvStem, PatchEmbed, norm_layer, resize_bicubic, resize_pos_embed
+from .layers import ATTENTION_IMPLS, ConvStem, PatchEmbed, norm_layer, resize, resize_pos_embed
 
 # ``model.predict`` and ``model.to_inference`` are conveniences over crossvit.runtime, a layer above this one; the
 # runtime registers its functions here when it is imported (``import crossvit`` does), so the architecture never
@@ -189,7 +189,7 @@ class CrossViT(Predicts, nn.Module):
     def _embed_branch(self, x: Tensor, i: int, size: tuple[int, int]) -> Tensor:
         """Image -> tokens of branch ``i`` fed at ``size``: (B, C, H, W) -> (B, prefix + N_i, D_i)."""
         B = x.shape[0]
-        xi = x if tuple(x.shape[-2:]) == size else resize_bicubic(x, *size)
+        xi = x if tuple(x.shape[-2:]) == size else resize(x, *size)
         t = self.patch_embed[i](xi)  # (B, N_i, D_i)
         if self.cfg.cls_token:
             t = torch.cat((self.cls_token[i].expand(B, -1, -1), t), dim=1)  # (B, 1+N_i, D_i)

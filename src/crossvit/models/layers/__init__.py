@@ -7,7 +7,7 @@ from .drop import DropPath, drop_path
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
 from .pos_embed import resize_pos_embed
-from .resize import resize_bicubic
+from .resize import resize, resize_bicubic
 
 __all__ = [
     "ATTENTION_IMPLS",
@@ -24,6 +24,7 @@ __all__ = [
     "drop_path",
     "norm_layer",
     "projection",
+    "resize",
     "resize_bicubic",
     "resize_pos_embed",
 ]

@@ -1,8 +1,9 @@
-"""The bicubic resize of the input image for a branch fed at a smaller size (240 -> 224, 36 -> 32), as one operator.
+"""The bicubic resize of the input image for a branch fed at a smaller size (240 -> 224, 36 -> 32).
 
-Eager, it is ``F.interpolate(mode="bicubic")``. Registered as an operator so that torch.compile calls ATen's kernel
-instead of Inductor's decomposition of it (16 gathered taps per output pixel), which took 14 ms of a 0.8 s
-``crossvit_cifar_36`` training step at batch 256 where ATen's takes 3 ms (Zen 5, bf16 autocast, profiled).
+It is ``F.interpolate(mode="bicubic")``. Under torch.compile it goes through a registered operator, so that Inductor
+calls ATen's kernel instead of decomposing it (16 gathered taps per output pixel), which took 14 ms of a 0.8 s
+``crossvit_cifar_36`` training step at batch 256 where ATen's takes 3 ms (Zen 5, bf16 autocast, profiled). Exporters
+(ONNX, OpenVINO, torch.export) see the plain ``F.interpolate``, which they know how to translate.
 """
 
 from __future__ import annotations
@@ -36,3 +37,10 @@ def _backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: ANN001
 
 
 resize_bicubic.register_autograd(_backward, setup_context=_setup_context)
+
+
+def resize(x: Tensor, height: int, width: int) -> Tensor:
+    """(B, C, H, W) -> (B, C, height, width): the operator while torch.compile traces, ``F.interpolate`` otherwise."""
+    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+        return resize_bicubic(x, height, width)
+    return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)
