@@ -3,9 +3,10 @@
 For 32-px data the per-image PIL pipeline costs more than the model: one Python call chain per image, per epoch.
 Here every image is decoded once (``cache_dataset``), stacked into (N, C, H, W) uint8, and each batch is made by
 indexing: a random translation (zero-padded crop, ``--crop-pad`` pixels) and a horizontal flip (``--hflip``), then
-normalisation, then a resize to the model's input size when it differs from the stored images' (``size``: a 36-px
-model fed 32-px CIFAR), then timm's random erasing (``--reprob``), last as in the per-image pipeline. Batches come
-out in channels-last memory order, which the CPU convolution kernels prefer.
+timm's auto-augment policy (``--aa``) image by image, as the per-image pipeline applies it, then normalisation, then
+a resize to the model's input size when it differs from the stored images' (``size``: a 36-px model fed 32-px
+CIFAR), then timm's random erasing (``--reprob``), last as in the per-image pipeline. Batches come out in
+channels-last memory order, which the CPU convolution kernels prefer.
 
     loader = TensorLoader(images, labels, batch_size=256, train=True, pad=4, hflip=0.5, mean=..., std=...)
     loader.set_epoch(epoch)            # the order and the augmentation are a function of (seed, epoch, rank)
@@ -19,7 +20,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
+from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
 from timm.data.random_erasing import RandomErasing
+from timm.data.transforms import str_to_pil_interp
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -41,6 +45,21 @@ def stack_images(arrays: Sequence[np.ndarray], source: str) -> Tensor:
     if out.ndim == 3:
         out = out[..., None]
     return out.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+
+
+def auto_augment_policy(config: str, img_size: int, mean: Sequence[float], interpolation: str) -> object:
+    """timm's policy for ``--aa`` (``rand-...``, ``augmix-...``, or an AutoAugment name such as ``original``), with the
+    parameters ``timm.data.create_transform`` gives it: PIL image in, PIL image out."""
+    params = {
+        "translate_const": int(img_size * 0.45),
+        "img_mean": tuple(min(255, round(255 * m)) for m in mean),
+        "interpolation": str_to_pil_interp(interpolation),
+    }
+    if config.startswith("rand"):
+        return rand_augment_transform(config, params)
+    if config.startswith("augmix"):
+        return augment_and_mix_transform(config, {**params, "translate_pct": 0.3})
+    return auto_augment_transform(config, params)
 
 
 def resize_batch(x: Tensor, size: tuple[int, int], interpolation: str = "bicubic") -> Tensor:
@@ -75,6 +94,7 @@ class TensorLoader:
         reprob: float = 0.0,
         remode: str = "pixel",
         recount: int = 1,
+        auto_augment: str | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be a (N, C, H, W) uint8 tensor, got {tuple(images.shape)} {images.dtype}")
@@ -97,6 +117,8 @@ class TensorLoader:
         self.interpolation = interpolation
         # timm's erasing on a (B, C, H, W) batch erases each image on its own, as per image in the workers pipeline
         self.erase = RandomErasing(reprob, mode=remode, max_count=recount, device="cpu") if reprob > 0 else None
+        size_aa = min(images.shape[-2:])
+        self.aa = auto_augment_policy(auto_augment, size_aa, mean, interpolation) if auto_augment else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -137,6 +159,8 @@ class TensorLoader:
             x = self.images[j]  # (B, C, H, W) uint8
             if self.train:
                 x = self._augment(x, g)
+                if self.aa is not None:
+                    x = self._auto_augment(x, int(torch.randint(0, 2**62, (1,), generator=g)))
             x = x.contiguous(memory_format=torch.channels_last).float()
             x = (x - self.mean) / self.std
             if self.size is not None:  # after normalising: the same for a linear resize, and no uint8 rounding
@@ -144,6 +168,21 @@ class TensorLoader:
             if self.train and self.erase is not None:
                 x = self._erase(x, int(torch.randint(0, 2**62, (1,), generator=g)))
             yield x, self.labels[j]
+
+    def _auto_augment(self, x: Tensor, seed: int) -> Tensor:
+        """(B, C, H, W) uint8 -> the same, each image through the policy on its own (PIL, as timm applies it)."""
+        state, np_state = random.getstate(), np.random.get_state()
+        try:  # timm's ops draw from Python's (and augmix from numpy's) global generators: seeded per batch
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            hwc = x.permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
+            gray = hwc.shape[-1] == 1
+            out = [np.asarray(self.aa(Image.fromarray(a[..., 0] if gray else a))) for a in hwc]
+        finally:
+            random.setstate(state)
+            np.random.set_state(np_state)
+        y = torch.from_numpy(np.stack(out))  # (B, H, W[, C])
+        return (y[..., None] if gray else y).permute(0, 3, 1, 2)  # (B, C, H, W)
 
     def _erase(self, x: Tensor, seed: int) -> Tensor:
         """timm's RandomErasing draws from Python's and torch's global generators; seeding both from the batch's own

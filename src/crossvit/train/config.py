@@ -304,11 +304,6 @@ class TrainConfig:
             raise ValueError(f"--compile-mode {self.compile_mode}: applies to a compiled step; add --compile")
         if self.time_budget is not None:
             parse_duration(self.time_budget, "--time-budget")
-        if self.loader == "memory" and self.aa:
-            raise ValueError(
-                f"--loader memory: augments whole batches by translation, flip and random erasing only; --aa {self.aa} "
-                "needs the per-image pipeline (--loader workers) or --aa none"
-            )
         check_parts(self.freeze)
         if self.multi_label and self.loss == "ce":
             raise ValueError("--loss ce: multi-label data (--labels-csv) has several labels per image; use --loss bce")

@@ -28,7 +28,10 @@ def memory_loaders(cfg: TrainConfig, data: Data, dist: DistInfo, img_size: int |
     def make(ds, train: bool) -> TensorLoader:
         images = stack_images(ds.arrays, describe(cfg.data))
         labels = torch.as_tensor(ds.targets)
-        augment = dict(pad=cfg.crop_pad, hflip=cfg.hflip, reprob=cfg.reprob, remode=cfg.remode, recount=cfg.recount)
+        augment = dict(
+            pad=cfg.crop_pad, hflip=cfg.hflip, reprob=cfg.reprob, remode=cfg.remode, recount=cfg.recount,
+            auto_augment=cfg.aa,
+        )  # fmt: skip
         kw = augment if train else {}
         interp = cfg.train_interpolation if train else cfg.eval_interpolation
         loader = TensorLoader(
