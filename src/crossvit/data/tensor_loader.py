@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -45,6 +46,25 @@ def stack_images(arrays: Sequence[np.ndarray], source: str) -> Tensor:
     if out.ndim == 3:
         out = out[..., None]
     return out.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+
+
+@contextmanager
+def seeded_globals(seed: int) -> Iterator[None]:
+    """Python's, numpy's and torch's global generators seeded from a batch's own seed, and restored after.
+
+    timm's auto-augment ops draw from Python's (augmix also numpy's), its random erasing from Python's and torch's;
+    seeding them per batch keeps the batch a function of (seed, epoch, rank), so a resumed run repeats it.
+    """
+    state, np_state = random.getstate(), np.random.get_state()
+    try:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        random.setstate(state)
+        np.random.set_state(np_state)
 
 
 def auto_augment_policy(config: str, img_size: int, mean: Sequence[float], interpolation: str) -> object:
@@ -171,28 +191,13 @@ class TensorLoader:
 
     def _auto_augment(self, x: Tensor, seed: int) -> Tensor:
         """(B, C, H, W) uint8 -> the same, each image through the policy on its own (PIL, as timm applies it)."""
-        state, np_state = random.getstate(), np.random.get_state()
-        try:  # timm's ops draw from Python's (and augmix from numpy's) global generators: seeded per batch
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            hwc = x.permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
-            gray = hwc.shape[-1] == 1
+        hwc = x.permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
+        gray = hwc.shape[-1] == 1
+        with seeded_globals(seed):
             out = [np.asarray(self.aa(Image.fromarray(a[..., 0] if gray else a))) for a in hwc]
-        finally:
-            random.setstate(state)
-            np.random.set_state(np_state)
         y = torch.from_numpy(np.stack(out))  # (B, H, W[, C])
         return (y[..., None] if gray else y).permute(0, 3, 1, 2)  # (B, C, H, W)
 
     def _erase(self, x: Tensor, seed: int) -> Tensor:
-        """timm's RandomErasing draws from Python's and torch's global generators; seeding both from the batch's own
-        seed (and restoring them after) keeps the batch a function of (seed, epoch, rank), so a resumed run repeats it.
-        """
-        state = random.getstate()
-        try:
-            random.seed(seed)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                return self.erase(x)  # in place on x, a fresh tensor of this batch
-        finally:
-            random.setstate(state)
+        with seeded_globals(seed):
+            return self.erase(x)  # in place on x, a fresh tensor of this batch
