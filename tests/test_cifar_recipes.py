@@ -21,7 +21,7 @@ from crossvit.train.validation import validate
 
 ROOT = Path(__file__).parents[1]
 NAME = "crossvit_cifar_conv3_32"
-# the runs behind configs/cifar10_30min.yaml and configs/cifar10_3h.yaml (the 30-minute one with three seeds, the 3-hour one at four budgets)
+# the runs behind configs/cifar10_30min.yaml (three seeds) and configs/cifar10_3h.yaml (four budgets)
 RUNS = (
     "s3stem256-30m-s0-zen5",
     "s3stem256-30m-s1-zen5",

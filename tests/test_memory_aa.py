@@ -60,3 +60,9 @@ def test_the_default_policy_at_its_strongest_posterize_runs():
     op = AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10)
     out = op(Image.new("RGB", (8, 8), (200, 100, 50)))
     assert out.getpixel((0, 0)) == (0, 0, 0)  # no bits kept: black
+
+
+@pytest.mark.parametrize("bad", ["bogus", "rand-x9"])
+def test_an_unknown_policy_is_refused_by_name_before_any_data_is_read(bad: str):
+    with pytest.raises(ValueError, match=f"--aa '{bad}': not a timm auto-augment policy"):
+        TrainConfig(aa=bad).validate()

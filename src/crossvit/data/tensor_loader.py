@@ -75,11 +75,17 @@ def auto_augment_policy(config: str, img_size: int, mean: Sequence[float], inter
         "img_mean": tuple(min(255, round(255 * m)) for m in mean),
         "interpolation": str_to_pil_interp(interpolation),
     }
-    if config.startswith("rand"):
-        return rand_augment_transform(config, params)
-    if config.startswith("augmix"):
-        return augment_and_mix_transform(config, {**params, "translate_pct": 0.3})
-    return auto_augment_transform(config, params)
+    try:  # timm checks the string with asserts that do not name the option
+        if config.startswith("rand"):
+            return rand_augment_transform(config, params)
+        if config.startswith("augmix"):
+            return augment_and_mix_transform(config, {**params, "translate_pct": 0.3})
+        return auto_augment_transform(config, params)
+    except (AssertionError, KeyError, ValueError) as e:
+        raise ValueError(
+            f"--aa {config!r}: not a timm auto-augment policy ({e}); e.g. rand-m9-mstd0.5-inc1, augmix-m5-w3, "
+            "original, or none"
+        ) from None
 
 
 def resize_batch(x: Tensor, size: tuple[int, int], interpolation: str = "bicubic") -> Tensor:

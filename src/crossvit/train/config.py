@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ..data.tensor_loader import auto_augment_policy
 from ..models.config import CrossViTConfig
 from ..models.registry import get_entry, resolve_name
 from ..models.timm_model import TimmConfig, is_timm_name
@@ -304,6 +305,8 @@ class TrainConfig:
             raise ValueError(f"--compile-mode {self.compile_mode}: applies to a compiled step; add --compile")
         if self.time_budget is not None:
             parse_duration(self.time_budget, "--time-budget")
+        if self.aa:  # before any data is read; the per-image pipeline builds the same policy later
+            auto_augment_policy(self.aa, 32, (0.5, 0.5, 0.5), "bicubic")
         check_parts(self.freeze)
         if self.multi_label and self.loss == "ce":
             raise ValueError("--loss ce: multi-label data (--labels-csv) has several labels per image; use --loss bce")
