@@ -6,18 +6,20 @@
 # branch heads (validate.json), so a pair's results are complete as soon as it ends.
 #
 #   bash benchmarks/table6_queue.sh DATA OUT TAG      e.g. ../shared/datasets/cifar10/train runs/table6 zen3
+#   FAMILY=conv3 bash benchmarks/table6_queue.sh ...  the same for the crossvit_cifar_conv3_* family (default conv)
 #
 # Run it from a separate worktree; about 2.5 hours on 2 cores (five pairs of 30 minutes).
 set -u
 DATA=${1:?ImageFolder directory}; OUT=${2:?output parent}; TAG=${3:?cpu tag for the run names}
 PY=${PY:-python}  # one executable (a wrapper script if it needs environment variables)
 # pairs in the order they run: first one seed of every scheme, then the extra seeds of the two that need three
+F=${FAMILY:-conv}  # registered as crossvit_cifar_${F}_32, ${F}_fuse_*_32 and ${F}_single_32
 PAIRS=(
-  "conv_32:0 conv_single_32:0"
-  "conv_fuse_none_32:0 conv_fuse_allattn_32:0"
-  "conv_fuse_clstoken_32:0 conv_fuse_pairwise_32:0"
-  "conv_32:1 conv_single_32:1"
-  "conv_32:2 conv_single_32:2"
+  "${F}_32:0 ${F}_single_32:0"
+  "${F}_fuse_none_32:0 ${F}_fuse_allattn_32:0"
+  "${F}_fuse_clstoken_32:0 ${F}_fuse_pairwise_32:0"
+  "${F}_32:1 ${F}_single_32:1"
+  "${F}_32:2 ${F}_single_32:2"
 )
 launch() {  # core model-suffix:seed
   local core=$1 model=crossvit_cifar_${2%%:*} seed=${2##*:}
