@@ -32,7 +32,7 @@ launch() {  # core model-suffix:seed
   echo "$(date +%T) end $name rc $rc"
 }
 mkdir -p "$OUT"
-for pair in "${PAIRS[@]}"; do
+for pair in "${PAIRS[@]:0:${PAIR_COUNT:-${#PAIRS[@]}}}"; do  # PAIR_COUNT=N: only the first N pairs (a session's share)
   read -r a b <<<"$pair"
   launch 0 "$a" & launch 1 "$b" & wait
   heads=()
