@@ -10,8 +10,9 @@ timestamps. ``--copy`` keeps each run's small files (config, per-epoch summary, 
 directories live on machines that go away.
 
 ``--table6``: the runs of benchmarks/table6_queue.sh (the fusion schemes and the single-branch baseline, each
-trained by the 30-minute recipe), scored by benchmarks/branch_heads.py; they get a section of their own: per model
-mean ± standard error over seeds, each branch head's accuracy, and a verdict on each of the paper's Table 6 claims.
+trained by the 30-minute recipe), scored by benchmarks/branch_heads.py; each model family among them (the
+``crossvit_cifar_conv_*`` and ``crossvit_cifar_conv3_*`` names) gets a section of its own: per model mean ± standard
+error over seeds, each branch head's accuracy, and a verdict on each of the paper's Table 6 claims.
 """
 
 from __future__ import annotations
@@ -63,15 +64,36 @@ def read_run(d: Path) -> dict:
             "img_s": [float(r["train_img_s"]) for r in rows], "cpu": cpu, "threads": threads}  # fmt: skip
 
 
-FUSION_OF = {  # our 32-px model -> (fusion scheme, the paper's CrossViT-S twin in Table 6)
-    "crossvit_cifar_conv_32": ("cross-attention", "crossvit_small_240"),
-    "crossvit_cifar_conv_fuse_none_32": ("none", "crossvit_small_fuse_none_240"),
-    "crossvit_cifar_conv_fuse_allattn_32": ("all-attention", "crossvit_small_fuse_allattn_240"),
-    "crossvit_cifar_conv_fuse_clstoken_32": ("class token", "crossvit_small_fuse_clstoken_240"),
-    "crossvit_cifar_conv_fuse_pairwise_32": ("pairwise", "crossvit_small_fuse_pairwise_240"),
-    "crossvit_cifar_conv_single_32": ("single branch (L only)", None),
+FAMILIES = {  # registered 32-px family -> the title its Table 6 section gets
+    "crossvit_cifar_conv": "Table 6 at 30 minutes",
+    "crossvit_cifar_conv3": "Table 6 at 30 minutes: the three-stage tokenizer",
 }
-CROSS, SINGLE = "crossvit_cifar_conv_32", "crossvit_cifar_conv_single_32"
+_SCHEMES = [  # name suffix -> (fusion scheme, the paper's CrossViT-S twin in Table 6)
+    ("32", ("cross-attention", "crossvit_small_240")),
+    ("fuse_none_32", ("none", "crossvit_small_fuse_none_240")),
+    ("fuse_allattn_32", ("all-attention", "crossvit_small_fuse_allattn_240")),
+    ("fuse_clstoken_32", ("class token", "crossvit_small_fuse_clstoken_240")),
+    ("fuse_pairwise_32", ("pairwise", "crossvit_small_fuse_pairwise_240")),
+    ("single_32", ("single branch (L only)", None)),
+]
+FAMILY_OF_NAME = re.compile(r"^(crossvit_cifar_conv\d*)_(?:fuse_[a-z]+_|single_)?32$")
+
+
+def fusion_of(family: str) -> dict[str, tuple[str, str | None]]:
+    """``family``'s models in the order of the table: model name -> (fusion scheme, paper twin)."""
+    return {f"{family}_{suffix}": v for suffix, v in _SCHEMES}
+
+
+def split_families(dirs: list[Path]) -> dict[str, list[Path]]:
+    """Table 6 run dirs grouped by the model family their config names, in FAMILIES' order."""
+    out: dict[str, list[Path]] = {}
+    for d in dirs:
+        model = yaml.safe_load((d / "config.yaml").read_text()).get("model", "")
+        m = FAMILY_OF_NAME.match(model)
+        if not m or m.group(1) not in FAMILIES:
+            raise ValueError(f"{d}: model {model!r} belongs to no Table 6 family ({', '.join(FAMILIES)})")
+        out.setdefault(m.group(1), []).append(d)
+    return {f: out[f] for f in FAMILIES if f in out}
 
 
 def _mean_se(v: list[float]) -> str:
@@ -87,21 +109,25 @@ def _mean_se(v: list[float]) -> str:
 CHANCE = 10.0  # top-1 (%) of a constant guess on CIFAR-10's ten classes
 
 
-def table6(dirs: list[Path], command: str) -> list[str]:
-    """The Table 6 section: one row per model, then the paper's claims, each with the figures it rests on."""
+def table6(dirs: list[Path], command: str, family: str = "crossvit_cifar_conv") -> list[str]:
+    """The Table 6 section of one model family: one row per model, then the paper's claims, each with the figures it
+    rests on."""
     from crossvit.models.paper import PAPER, PAPER_SINGLE_BRANCH
 
+    schemes = fusion_of(family)
+    cross_name, single_name = f"{family}_32", f"{family}_single_32"
+    title = f"## {FAMILIES[family]}"
     runs = [rp.read_run(d) for d in dirs]
     groups = rp.group_runs([r for r in runs if r.complete])
-    if CROSS not in groups:
-        return ["## Table 6 at 30 minutes", "", "No finished cross-attention run: nothing to compare.", ""]
+    if cross_name not in groups:
+        return [title, "", "No finished cross-attention run: nothing to compare.", ""]
     timed = {d.name: read_run(d) for d in dirs}
     cpus = sorted({t["cpu"] or "unknown CPU" for t in timed.values()})
     threads = sorted({t["threads"] or 0 for t in timed.values()})
     rows = []
-    for model in sorted(groups, key=lambda m: list(FUSION_OF).index(m) if m in FUSION_OF else 99):
+    for model in sorted(groups, key=lambda m: list(schemes).index(m) if m in schemes else 99):
         g = groups[model]
-        fusion, twin = FUSION_OF.get(model, (model, None))
+        fusion, twin = schemes.get(model, (model, None))
         params, gmacs = rp.model_facts(g.runs[0])
         top1 = g.values(lambda r: r.final_top1)
         heads = [_mean_se(g.values(lambda r, b=b: r.branch(b))) for b in "sl"]
@@ -115,7 +141,7 @@ def table6(dirs: list[Path], command: str) -> list[str]:
             f"{min(img_s):.0f}-{max(img_s):.0f} | {paper.top1 if paper else '—'} | "
             f"{f'{pl} / {ps}' if pl is not None else '—'} |"
         )
-    cross = groups[CROSS]
+    cross = groups[cross_name]
 
     def claim(text: str, other: str) -> str:
         if other not in groups:
@@ -124,11 +150,11 @@ def table6(dirs: list[Path], command: str) -> list[str]:
         se_s = f", 1 SE of the gap {se:.2f}" if se is not None else ""
         return f"- {text}: **{v}** — {cross.top1[0]:.2f} vs {groups[other].top1[0]:.2f} (gap {d:+.2f} points{se_s})."
 
-    out = [claim("CrossViT beats its single-branch baseline (Table 2's claim, here at equal wall time)", SINGLE)]
-    for model, (fusion, _) in FUSION_OF.items():
-        if model not in (CROSS, SINGLE):
+    out = [claim("CrossViT beats its single-branch baseline (Table 2's claim, here at equal wall time)", single_name)]
+    for model, (fusion, _) in schemes.items():
+        if model not in (cross_name, single_name):
             out.append(claim(f"Table 6: cross-attention fusion beats {fusion} fusion", model))
-    aa, ct = "crossvit_cifar_conv_fuse_allattn_32", "crossvit_cifar_conv_fuse_clstoken_32"
+    aa, ct = f"{family}_fuse_allattn_32", f"{family}_fuse_clstoken_32"
     if aa in groups and ct in groups:
         _, d, se = rp.verdict(groups[ct], groups[aa])  # d > 0: class token ahead
         worse = se is not None and d < -2 * se  # all-attention ahead beyond the noise
@@ -138,19 +164,17 @@ def table6(dirs: list[Path], command: str) -> list[str]:
             f"**{word}** — class token {groups[ct].top1[0]:.2f} vs all-attention {groups[aa].top1[0]:.2f} "
             f"(gap {d:+.2f} points{f', 1 SE {se:.2f}' if se is not None else ''})."
         )
-    stuck = [
-        FUSION_OF.get(m, (m,))[0] for m, g in groups.items() if max(g.values(lambda r: r.final_top1)) <= CHANCE + 1
-    ]
+    stuck = [schemes.get(m, (m,))[0] for m, g in groups.items() if max(g.values(lambda r: r.final_top1)) <= CHANCE + 1]
     if stuck:  # at chance (10 % on CIFAR-10) in every seed: beating it says nothing about the scheme itself
         out.append(
             f"- Not trained: {', '.join(stuck)} ended at chance ({CHANCE:g} %) in every run, so a claim won against it "
             "shows only that this recipe did not train it, not that the scheme is worse."
         )
-    s_heads = {m: g.mean_std(lambda r: r.branch("s"))[0] for m, g in groups.items() if m != SINGLE}
-    if s_heads.get(CROSS) is not None:
-        chance, cs = CHANCE, s_heads[CROSS]
-        others = {m: v for m, v in s_heads.items() if m != CROSS and v is not None}
-        detail = "; ".join(f"{FUSION_OF.get(m, (m,))[0]} {v:.2f}" for m, v in others.items())
+    s_heads = {m: g.mean_std(lambda r: r.branch("s"))[0] for m, g in groups.items() if m != single_name}
+    if s_heads.get(cross_name) is not None:
+        chance, cs = CHANCE, s_heads[cross_name]
+        others = {m: v for m, v in s_heads.items() if m != cross_name and v is not None}
+        detail = "; ".join(f"{schemes.get(m, (m,))[0]} {v:.2f}" for m, v in others.items())
         # with no other scheme scored there is nothing to be higher than: not a pass
         verdict = ("**held**" if all(cs > v for v in others.values()) else "**did not hold**") if others else (
             "not tested (no other scheme's S head scored)")  # fmt: skip
@@ -160,7 +184,7 @@ def table6(dirs: list[Path], command: str) -> list[str]:
             f"head {cs:.2f} % (chance {chance:.0f} %){'; ' + detail if detail else ''}."
         )
     return [
-        "## Table 6 at 30 minutes",
+        title,
         "",
         f"<!-- generated by `{command}`; do not edit by hand -->",
         "",
@@ -270,8 +294,9 @@ def main() -> None:
                     if (d / f).is_file():
                         shutil.copy2(d / f, dst / f)
         t6_dirs = [args.table6_copy / d.name for d in args.table6] if args.table6_copy else args.table6
-        command = f"python benchmarks/time_results.py ... --table6 {' '.join(str(d) for d in t6_dirs)}"
-        text += table6(t6_dirs, command)
+        for family, dirs in split_families(t6_dirs).items():  # a section per family, each its own verdicts
+            command = f"python benchmarks/time_results.py ... --table6 {' '.join(str(d) for d in dirs)}"
+            text += table6(dirs, command, family)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     head = args.out.read_text().split("## Runs")[0] if args.out.exists() else "# CIFAR-10 against the clock\n\n"
     args.out.write_text(head + "\n".join(text))

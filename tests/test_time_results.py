@@ -123,3 +123,23 @@ def test_minutes_of_a_run_in_two_segments(tmp_path: Path) -> None:
     # segment 1: 12 s used at 21:00:00.1, epochs end 599.9 s and 1199.9 s later; segment 2: 1250 s + 300 s
     assert [round(m * 60, 1) for m in r["minutes"]] == [611.9, 1211.9, 1550.0]
     assert r["top1"] == [60.0, 70.0, 71.0]
+
+
+def test_table6_sections_per_family(tmp_path: Path) -> None:
+    """Runs of two model families are split by the model their config names, each with its own verdicts."""
+    c3, s3 = "crossvit_cifar_conv3_32", "crossvit_cifar_conv3_single_32"
+    old = [fake_run(tmp_path / "a", CROSS, 0, 65.0, None), fake_run(tmp_path / "a", SINGLE, 0, 60.0, None)]
+    new = [fake_run(tmp_path / "b", c3, 0, 80.0, (55.0, 70.0)), fake_run(tmp_path / "b", s3, 0, 75.0, None)]
+    fams = T.split_families([new[0], old[0], new[1], old[1]])
+    assert list(fams) == ["crossvit_cifar_conv", "crossvit_cifar_conv3"]  # FAMILIES' order, not the argument order
+    assert fams["crossvit_cifar_conv3"] == new and fams["crossvit_cifar_conv"] == old
+    text = "\n".join(T.table6(fams["crossvit_cifar_conv3"], "cmd", "crossvit_cifar_conv3"))
+    assert text.startswith("## Table 6 at 30 minutes: the three-stage tokenizer")
+    assert "| cross-attention | `crossvit_cifar_conv3_32` |" in text and "80.00 vs 75.00 (gap +5.00" in text
+    stray = fake_run(tmp_path / "c", "crossvit_cifar_36", 0, 50.0, None)
+    try:
+        T.split_families([stray])
+    except ValueError as e:
+        assert "crossvit_cifar_36" in str(e) and str(stray) in str(e)
+    else:
+        raise AssertionError("a run of no Table 6 family was accepted")
