@@ -32,7 +32,10 @@ launch() {  # core model-suffix:seed
   echo "$(date +%T) end $name rc $rc"
 }
 mkdir -p "$OUT"
-for pair in "${PAIRS[@]:0:${PAIR_COUNT:-${#PAIRS[@]}}}"; do  # PAIR_COUNT=N: only the first N pairs (a session's share)
+# ORDER="1 4 5": only these pairs (numbered from 1 as listed above), in this order: a queue split over working
+# sessions stops between pairs, and the three seeds of the two 3-seed models can share one machine
+for i in ${ORDER:-$(seq ${#PAIRS[@]})}; do
+  pair=${PAIRS[$((i - 1))]:?"ORDER: no pair $i (1-${#PAIRS[@]})"}
   read -r a b <<<"$pair"
   launch 0 "$a" & launch 1 "$b" & wait
   heads=()
