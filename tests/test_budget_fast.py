@@ -21,6 +21,7 @@ from crossvit.train.distill import DistillationLoss
 from crossvit.train.engine import evaluate
 from crossvit.train.fast_step import to_fast_layout
 from crossvit.train.optim import WarmupCosine
+from crossvit.train.tta import shift, tta_views
 from crossvit.train.validation import validate
 from test_train import tiny
 
@@ -203,6 +204,35 @@ def test_flip_tta_averages_mirrored_logits():
     plain = evaluate(model, [(x, y)], torch.device("cpu"), "fp32")
     assert plain["loss"] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-5)
     assert plain["loss"] != pytest.approx(res["loss"])
+
+
+def test_shift_moves_content_and_repeats_the_border():
+    x = torch.arange(9.0).reshape(1, 1, 3, 3)  # rows [0 1 2], [3 4 5], [6 7 8]
+    down_right = torch.tensor([[0.0, 0, 1], [0, 0, 1], [3, 3, 4]])  # row 0 / column 0 repeat the first row / column
+    up_left = torch.tensor([[4.0, 5, 5], [7, 8, 8], [7, 8, 8]])
+    assert torch.equal(shift(x, 1, 1)[0, 0], down_right) and torch.equal(shift(x, -1, -1)[0, 0], up_left)
+    assert torch.equal(shift(x, 0, 0), x)
+    assert [v.shape for v in tta_views(torch.zeros(2, 3, 4, 4), "flip-shift")] == [(2, 3, 4, 4)] * 6
+    with pytest.raises(ValueError, match="--tta"):
+        tta_views(x, "ten-crop")
+
+
+def test_flip_shift_tta_averages_six_views():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    x = torch.randn(6, 3, 4, 4)
+    y = torch.randint(0, 5, (6,))
+    res = evaluate(model, [(x, y)], torch.device("cpu"), "fp32", tta="flip-shift")
+    views = []  # by hand: the image and its mirror, each as is, moved down-right and moved up-left
+    for v in (x, x.flip(-1)):
+        p = F.pad(v, (1, 1, 1, 1), mode="replicate")
+        views += [v, p[..., 0:4, 0:4], p[..., 2:6, 2:6]]
+    avg = sum(model(v) for v in views) / 6
+    assert res["loss"] == pytest.approx(F.cross_entropy(avg, y).item(), rel=1e-5)
+    flip = evaluate(model, [(x, y)], torch.device("cpu"), "fp32", tta="flip")
+    assert flip["loss"] != pytest.approx(res["loss"], rel=1e-6)  # the shifted views took part
+    with pytest.raises(ValueError, match="--tta"):
+        evaluate(model, [(x, y)], torch.device("cpu"), "fp32", tta="ten-crop")
 
 
 def test_validate_reproduces_a_runs_carved_split_with_flip_tta(toy16, tmp_path):

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from ..train.config import TTA_CHOICES
+from ..train.tta import TTA_CHOICES
 from ..train.validation import validate
 
 
@@ -40,7 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "whole model, so the single-branch accuracies are not reported with it",
     )
     p.add_argument(
-        "--tta", default="none", choices=TTA_CHOICES, help="flip: average each image's logits with its mirror's"
+        "--tta",
+        default="none",
+        choices=TTA_CHOICES,
+        help="flip: average each image's logits with its mirror's; flip-shift: also both moved by one pixel (6 views)",
     )
     p.add_argument(
         "--val-split-size",
@@ -93,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
-    tta = "  (flip TTA)" if m["tta"] == "flip" else ""
+    tta = f"  ({m['tta']} TTA)" if m["tta"] != "none" else ""
     print(f"images {m['images']}  top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}{tta}")
     if "int8" in m:
         q = m["int8"]

@@ -169,7 +169,7 @@ def _training(train: dict[str, Any], source: str) -> list[str]:
         )
         if train.get("val_fraction") is not None and train.get("data_description"):
             # the split is chosen by file name, so the same folder gives the same images on any machine
-            tta = " --tta flip" if train.get("tta") == "flip" else ""
+            tta = f" --tta {train['tta']}" if train.get("tta") not in (None, "none") else ""
             amp = " --amp auto" if train.get("amp") in ("bf16", "fp16") else ""  # bf16 only where the CPU has it
             out += [
                 "",

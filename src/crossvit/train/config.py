@@ -24,6 +24,7 @@ from ..models.registry import get_entry, resolve_name
 from ..models.timm_model import TimmConfig, is_timm_name
 from ..runtime.fast import COMPILE_MODES
 from .freeze import check_parts
+from .tta import TTA_CHOICES
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
 BAD_IMAGE_CHOICES = ("skip", "error")
@@ -31,7 +32,6 @@ WD_TOKENS_CHOICES = ("decay", "exclude")
 LOADER_CHOICES = ("workers", "memory")
 REMODE_CHOICES = ("pixel", "rand", "const")  # timm's RandomErasing: per-pixel noise, one random colour, zeros
 FAST_STEP_CHOICES = ("auto", "fast", "plain")
-TTA_CHOICES = ("none", "flip")
 DISTILL_CHOICES = ("soft", "hard")
 
 
@@ -176,7 +176,8 @@ class TrainConfig:
     )
     tta: str = _f(
         "none",
-        "test-time augmentation of validation: flip averages the logits of x and its mirror image",
+        "test-time augmentation of validation: flip averages the logits of x and its mirror image; flip-shift also "
+        "those of both moved by one pixel down-right and up-left (six views, three times flip's cost)",
         choices=TTA_CHOICES,
     )
     model_ema_warmup: bool = _f(False, "EMA decay ramps up from 0 in the first steps (timm ModelEmaV3 warm-up)")

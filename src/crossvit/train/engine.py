@@ -15,6 +15,7 @@ from .distributed import all_reduce_sum, all_reduce_tensor
 from .precision import autocast
 from .progress import StepProgress
 from .state import TrainState
+from .tta import check_tta, mean_logits, tta_views
 
 log = logging.getLogger("crossvit")
 
@@ -108,10 +109,10 @@ def evaluate(
 
     With ``branches`` also the accuracy of each branch head alone (Table 6: S-branch CLS only, L-branch CLS only).
     Counts are summed over ranks before the ratios are taken. ``model`` may also be a fast inference wrapper
-    (``crossvit.runtime.fast``), called on fp32 images. ``tta="flip"`` averages the logits of each image and its mirror.
+    (``crossvit.runtime.fast``), called on fp32 images. ``tta`` names the views whose logits are averaged (``flip``:
+    each image and its mirror; ``flip-shift``: also each moved by a pixel, six views; ``crossvit.train.tta``).
     """
-    if tta not in ("none", "flip"):
-        raise ValueError(f"--tta must be none or flip, got {tta!r}")
+    check_tta(tta)  # before the first batch
     model.eval()
     k = num_classes or 0
     conf = torch.zeros(k, k, dtype=torch.float64, device=device)
@@ -119,16 +120,14 @@ def evaluate(
     br = torch.zeros(2, dtype=torch.float64, device=device)
     for x, y in loader:
         x, y = x.to(device), y.to(device)
+        views = tta_views(x, tta)
         with autocast(amp, device):
             if branches:
-                logits_b = model.forward_branch_logits(x)  # 2 x (B, C)
-                if tta == "flip":
-                    logits_b = [(a + b) / 2 for a, b in zip(logits_b, model.forward_branch_logits(x.flip(-1)))]
+                per_view = [model.forward_branch_logits(v) for v in views]  # views x 2 x (B, C)
+                logits_b = [mean_logits(list(b)) for b in zip(*per_view)]  # 2 x (B, C)
                 out = torch.stack(logits_b).mean(0)
             else:
-                out = model(x)  # (B, C)
-                if tta == "flip":
-                    out = (out + model(x.flip(-1))) / 2
+                out = mean_logits([model(v) for v in views])  # (B, C)
         out = out.float()
         sums[0] += y.numel()
         sums[1] += nn.functional.cross_entropy(out, y, reduction="sum")

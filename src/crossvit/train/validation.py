@@ -26,9 +26,9 @@ from ..models.timm_model import TimmClassifier
 from ..runtime.fast import to_inference
 from ..runtime.int8 import is_int8
 from ..runtime.source import load_model
-from .config import TTA_CHOICES
 from .engine import evaluate
 from .precision import resolve_amp
+from .tta import check_tta
 
 log = logging.getLogger("crossvit")
 
@@ -99,11 +99,10 @@ def validate(
     top1_branch_s / top1_branch_l (each branch head alone), confusion (rows = true class), images.
     With ``out_dir``: metrics.json and confusion.png are written there. ``runtime="openvino"`` evaluates the
     OpenVINO-compiled model (``amp`` bf16 -> its bf16 precision hint); it has no per-branch accuracies.
-    ``tta="flip"`` averages each image's logits with its mirror's (what ``crossvit train --tta flip`` reports);
+    ``tta``: the views whose logits are averaged (``flip``, ``flip-shift``: what ``crossvit train --tta`` reports);
     ``val_split_size``: see :func:`eval_dataset`.
     """
-    if tta not in TTA_CHOICES:
-        raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
+    check_tta(tta)
     source = "model" if isinstance(model, (CrossViT, TimmClassifier)) else str(model)
     if not isinstance(model, (CrossViT, TimmClassifier)):
         model = load_model(model, model_name, img_size=img_size)
