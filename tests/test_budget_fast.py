@@ -88,6 +88,18 @@ def test_budget_replans_the_first_epoch_without_its_one_off_costs():
     assert sched.total == 400 + int((1000.0 - clock.t - 2.0) / (102.0 / 200))
 
 
+def test_budget_reserves_a_costlier_last_validation():
+    """--final-tta flip-shift after flip epochs: the last validation has three times the views, so three times
+    the seconds of an epoch's validation are held back for it."""
+    clock = FakeClock()
+    budget = TimeBudget(1000.0, start=0.0, probe=5, skip=0, reserve_frac=0.0, clock=clock, final_eval_factor=3.0)
+    sched = WarmupCosine(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 1.0, 10**6, 0, 0.0, 0.0)
+    clock.t = 100.0 * 0.5 + 4.0
+    budget.on_epoch(100, 100, 100 * 0.5 + 4.0, 4.0, sched)
+    assert budget.final_reserve == 12.0
+    assert sched.total == 100 + int((1000.0 - clock.t - 12.0) / (54.0 / 100))
+
+
 def test_budget_never_plans_past_the_epoch_cap():
     clock = FakeClock()
     budget = TimeBudget(1000.0, start=0.0, probe=5, skip=0, clock=clock, max_steps=40)
@@ -233,6 +245,22 @@ def test_flip_shift_tta_averages_six_views():
     assert flip["loss"] != pytest.approx(res["loss"], rel=1e-6)  # the shifted views took part
     with pytest.raises(ValueError, match="--tta"):
         evaluate(model, [(x, y)], torch.device("cpu"), "fp32", tta="ten-crop")
+
+
+def test_final_tta_scores_the_last_validation_only(toy16, tmp_path, caplog):
+    """--tta flip every epoch, --final-tta flip-shift for the last: the run's figure and the release card are the
+    six-view one, and `crossvit validate --tta flip-shift` on the release gives it again."""
+    flat = str(Path(toy16, "train"))
+    with caplog.at_level("INFO", logger="crossvit"):
+        res = train(tiny(flat, tmp_path, val_fraction=2, tta="flip", final_tta="flip-shift", epochs=2))
+    assert sum("last validation: flip-shift TTA" in r.getMessage() for r in caplog.records) == 1
+    m = validate(res["release_dir"], flat, workers=0, val_split_size=2, tta="flip-shift")
+    assert m["loss"] == pytest.approx(res["val_loss"], rel=1e-4)
+    assert "--tta flip-shift" in (Path(res["release_dir"]) / "README.md").read_text()
+    flip = validate(res["release_dir"], flat, workers=0, val_split_size=2, tta="flip")
+    assert flip["loss"] != pytest.approx(res["val_loss"], rel=1e-6)
+    with pytest.raises(ValueError, match="--final-tta"):
+        TrainConfig(final_tta="ten-crop", aa=None).validate()
 
 
 def test_validate_reproduces_a_runs_carved_split_with_flip_tta(toy16, tmp_path):

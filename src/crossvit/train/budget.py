@@ -32,6 +32,7 @@ class TimeBudget:
         reserve_frac: float = 0.01,
         clock: Callable[[], float] = time.perf_counter,
         max_steps: int | None = None,
+        final_eval_factor: float = 1.0,
     ) -> None:
         self.max_steps = max_steps  # --epochs x steps per epoch: the budget never plans past it
         self.seconds, self.start, self.used_before = seconds, start, used_before
@@ -41,6 +42,7 @@ class TimeBudget:
         self._probe_step0 = 0
         self.planned = False
         self.final_reserve = 0.0  # seconds the final evaluation + release take, learnt from the first validation
+        self.final_eval_factor = final_eval_factor  # the last validation's cost over an epoch's (its TTA views)
 
     def used(self) -> float:
         return self.used_before + self.clock() - self.start
@@ -81,7 +83,7 @@ class TimeBudget:
         """Re-plan from the epoch just finished (its steps, its wall time with validation and checkpoint)."""
         if epoch_steps <= 0:
             return
-        self.final_reserve = max(self.final_reserve, eval_seconds)
+        self.final_reserve = max(self.final_reserve, eval_seconds * self.final_eval_factor)
         if self._probe_t0 is not None and step - epoch_steps <= self._probe_step0 < step:
             # the epoch that began the run paid one-off costs (compilation, first allocations) in the steps before
             # the probe: plan from the time since the probe began, or the schedule would end far too early

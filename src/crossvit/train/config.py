@@ -180,6 +180,12 @@ class TrainConfig:
         "those of both moved by one pixel down-right and up-left (six views, three times flip's cost)",
         choices=TTA_CHOICES,
     )
+    final_tta: str = _f(
+        "same",
+        "test-time augmentation of the run's last validation only (its final figure, the one the release card "
+        "records): e.g. flip-shift, whose six views would cost three times flip's at every epoch; same: --tta",
+        choices=("same", *TTA_CHOICES),
+    )
     model_ema_warmup: bool = _f(False, "EMA decay ramps up from 0 in the first steps (timm ModelEmaV3 warm-up)")
     teacher: str | None = _f(
         None, "distil from this model: a release dir, a run dir or checkpoint of ours, or timm/NAME=WEIGHTS_FILE"

@@ -51,6 +51,7 @@ from .optim import WarmupCosine, build_optimizer
 from .precision import grad_scaler, resolve_amp
 from .progress import RunLog
 from .state import TrainState
+from .tta import VIEWS
 
 log = logging.getLogger("crossvit")
 
@@ -163,8 +164,11 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
             state.sampler.set_epoch(epoch)
             res = train_one_epoch(state, epoch)
             t_eval = time.perf_counter()
+            final = epoch + 1 == last or state.scheduler.done(state.step)  # the run's figure: --final-tta
             metrics = (
-                _validate(cfg, state.eval_model, state.val_dl, dist.device, amp) if state.val_dl is not None else {}
+                _validate(cfg, state.eval_model, state.val_dl, dist.device, amp, final)
+                if state.val_dl is not None
+                else {}
             )
             eval_s = time.perf_counter() - t_eval
             top1 = metrics.get("mAP" if cfg.multi_label else "top1")  # the figure best.pth is chosen by
@@ -210,7 +214,7 @@ def _train(cfg: TrainConfig, img_size: int, dist: D.DistInfo, t_start: float) ->
 
     # --- finish: the last metrics, the ranks' agreement, the release ----------------------------------------------
     if not metrics and state.val_dl is not None:  # nothing left to train (resumed a finished run): still report
-        metrics = _validate(cfg, state.eval_model, state.val_dl, dist.device, amp)
+        metrics = _validate(cfg, state.eval_model, state.val_dl, dist.device, amp, final=True)
     result = _finish(state, run_dir, data, metrics, classes)
     if fh is not None:
         logging.getLogger("crossvit").removeHandler(fh)
@@ -307,7 +311,10 @@ def _time_budget(
         return None
     # a resumed run continues the budget it had: the time its earlier attempts used is counted
     seconds = parse_duration(cfg.time_budget, "--time-budget")
-    budget = TimeBudget(seconds, t_start, budget_state.get("used_s", 0.0), max_steps=cfg.epochs * steps)
+    factor = VIEWS[final_tta(cfg)] / VIEWS[cfg.tta]  # the last validation may cost more than the others
+    budget = TimeBudget(
+        seconds, t_start, budget_state.get("used_s", 0.0), max_steps=cfg.epochs * steps, final_eval_factor=factor
+    )
     budget.planned = bool(budget_state.get("total_steps"))
     if dist.is_main:
         log.info(
@@ -357,6 +364,7 @@ def _finish(
         record.update(
             data_description=describe(cfg.data), train_images=data.train_len, val_images=data.val_len,
             world=dist.world, amp=state.amp, top1=metrics.get("top1"), top5=metrics.get("top5"), best_top1=best_top1,
+            tta=final_tta(cfg),  # what the card's top-1 was measured with
         )  # fmt: skip
         multi = {"multi_label": True, "threshold": cfg.threshold} if cfg.multi_label else {}
         extra = {"training": record, **multi}
@@ -381,7 +389,15 @@ def _finish(
     }
 
 
-def _validate(cfg: TrainConfig, model: nn.Module, val_dl, device, amp: str) -> dict[str, Any]:
+def final_tta(cfg: TrainConfig) -> str:
+    return cfg.tta if cfg.final_tta == "same" else cfg.final_tta
+
+
+def _validate(cfg: TrainConfig, model: nn.Module, val_dl, device, amp: str, final: bool = False) -> dict[str, Any]:
+    """The validation metrics; ``final``: the run's last validation, with --final-tta."""
     if cfg.multi_label:
         return evaluate_multilabel(model, val_dl, device, amp, cfg.threshold)
-    return evaluate(model, val_dl, device, amp, tta=cfg.tta)
+    tta = final_tta(cfg) if final else cfg.tta
+    if final and tta != cfg.tta:
+        log.info("last validation: %s TTA (--final-tta), the epochs before it %s", tta, cfg.tta)
+    return evaluate(model, val_dl, device, amp, tta=tta)

@@ -13,6 +13,7 @@ from torch import Tensor
 
 TTA_CHOICES = ("none", "flip", "flip-shift")
 SHIFTS = ((1, 1), (-1, -1))  # (down, right) in pixels, beside the unshifted view
+VIEWS = {"none": 1, "flip": 2, "flip-shift": 2 * (1 + len(SHIFTS))}  # forward passes per image
 
 
 def shift(x: Tensor, dy: int, dx: int) -> Tensor:
