@@ -204,11 +204,14 @@ def test_tensor_loader_shards_ranks_and_refuses_mixed_sizes():
         stack_images([torch.zeros(4, 4, 3, dtype=torch.uint8).numpy(), torch.zeros(5, 4, 3).byte().numpy()], "d/")
 
 
-def test_flip_tta_averages_mirrored_logits():
+def _linear_and_batch() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A linear classifier of 4x4 images, so each view's logits can be computed by hand, and a batch of six."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
-    x = torch.randn(6, 3, 4, 4)
-    y = torch.randint(0, 5, (6,))
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5)), torch.randn(6, 3, 4, 4), torch.randint(0, 5, (6,))
+
+
+def test_flip_tta_averages_mirrored_logits():
+    model, x, y = _linear_and_batch()
     res = evaluate(model, [(x, y)], torch.device("cpu"), "fp32", tta="flip")
     avg = (model(x) + model(x.flip(-1))) / 2
     assert res["loss"] == pytest.approx(F.cross_entropy(avg, y).item(), rel=1e-5)
@@ -230,10 +233,7 @@ def test_shift_moves_content_and_repeats_the_border():
 
 
 def test_flip_shift_tta_averages_six_views():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
-    x = torch.randn(6, 3, 4, 4)
-    y = torch.randint(0, 5, (6,))
+    model, x, y = _linear_and_batch()
     res = evaluate(model, [(x, y)], torch.device("cpu"), "fp32", tta="flip-shift")
     views = []  # by hand: the image and its mirror, each as is, moved down-right and moved up-left
     for v in (x, x.flip(-1)):
