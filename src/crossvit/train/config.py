@@ -255,6 +255,11 @@ class TrainConfig:
         return bool(self.labels_csv)
 
     @property
+    def resolved_final_tta(self) -> str:
+        """The TTA of the run's last validation: --final-tta, or --tta where it says same."""
+        return self.tta if self.final_tta == "same" else self.final_tta
+
+    @property
     def resolved_loss(self) -> str:
         return ("bce" if self.multi_label else "ce") if self.loss == "auto" else self.loss
 

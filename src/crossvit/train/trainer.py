@@ -311,7 +311,7 @@ def _time_budget(
         return None
     # a resumed run continues the budget it had: the time its earlier attempts used is counted
     seconds = parse_duration(cfg.time_budget, "--time-budget")
-    factor = VIEWS[final_tta(cfg)] / VIEWS[cfg.tta]  # the last validation may cost more than the others
+    factor = VIEWS[cfg.resolved_final_tta] / VIEWS[cfg.tta]  # the last validation may cost more than the others
     budget = TimeBudget(
         seconds, t_start, budget_state.get("used_s", 0.0), max_steps=cfg.epochs * steps, final_eval_factor=factor
     )
@@ -364,7 +364,7 @@ def _finish(
         record.update(
             data_description=describe(cfg.data), train_images=data.train_len, val_images=data.val_len,
             world=dist.world, amp=state.amp, top1=metrics.get("top1"), top5=metrics.get("top5"), best_top1=best_top1,
-            tta=final_tta(cfg),  # what the card's top-1 was measured with
+            tta=cfg.resolved_final_tta,  # what the card's top-1 was measured with
         )  # fmt: skip
         multi = {"multi_label": True, "threshold": cfg.threshold} if cfg.multi_label else {}
         extra = {"training": record, **multi}
@@ -389,15 +389,11 @@ def _finish(
     }
 
 
-def final_tta(cfg: TrainConfig) -> str:
-    return cfg.tta if cfg.final_tta == "same" else cfg.final_tta
-
-
 def _validate(cfg: TrainConfig, model: nn.Module, val_dl, device, amp: str, final: bool = False) -> dict[str, Any]:
     """The validation metrics; ``final``: the run's last validation, with --final-tta."""
     if cfg.multi_label:
         return evaluate_multilabel(model, val_dl, device, amp, cfg.threshold)
-    tta = final_tta(cfg) if final else cfg.tta
+    tta = cfg.resolved_final_tta if final else cfg.tta
     if final and tta != cfg.tta:
         log.info("last validation: %s TTA (--final-tta), the epochs before it %s", tta, cfg.tta)
     return evaluate(model, val_dl, device, amp, tta=tta)

@@ -24,10 +24,9 @@ def shift(x: Tensor, dy: int, dx: int) -> Tensor:
     return padded[..., 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
 
 
-def check_tta(tta: str) -> str:
+def check_tta(tta: str) -> None:
     if tta not in TTA_CHOICES:
         raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
-    return tta
 
 
 def tta_views(x: Tensor, tta: str) -> list[Tensor]:
@@ -41,7 +40,4 @@ def tta_views(x: Tensor, tta: str) -> list[Tensor]:
 
 def mean_logits(outs: list[Tensor]) -> Tensor:
     """The average of the views' logits, summed in view order (for two views exactly ``(a + b) / 2``)."""
-    total = outs[0]
-    for o in outs[1:]:
-        total = total + o
-    return total / len(outs) if len(outs) > 1 else total
+    return sum(outs[1:], outs[0]) / len(outs)
