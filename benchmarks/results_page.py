@@ -29,8 +29,11 @@ from typing import Any
 
 import yaml
 
+import crossvit
 from crossvit.io.hub import write_card
 from crossvit.io.model_card import CARD_NAME
+from crossvit.models.flops import count_macs, count_params
+from crossvit.models.paper import PAPER, PAPER_SINGLE_BRANCH
 from crossvit.models.registry import ABLATION_FUSIONS, fusion_tag
 
 # our CIFAR models -> the paper's ImageNet model of the same design (Tables 2 and 6)
@@ -234,9 +237,6 @@ def model_facts(run: Run) -> tuple[float | None, float | None]:
 
 @functools.lru_cache(maxsize=64)
 def _facts(model: str, args: tuple, num_classes: int) -> tuple[float | None, float | None]:
-    import crossvit
-    from crossvit.models.flops import count_macs, count_params
-
     try:
         m = crossvit.create_model(model, num_classes=num_classes, **dict(args))
     except (ValueError, KeyError, TypeError):
@@ -256,8 +256,6 @@ def _pm(m: float | None, s: float | None) -> str:
 
 
 def _paper(model: str) -> tuple[str, str]:
-    from crossvit.models.paper import PAPER, PAPER_SINGLE_BRANCH
-
     twin = PAPER_TWIN.get(model)
     if twin is None or twin not in PAPER:
         return "—", "—"
@@ -267,10 +265,10 @@ def _paper(model: str) -> tuple[str, str]:
 
 def plot_curves(groups: dict[str, Group], img_dir: Path) -> list[Path]:
     """top1.png and train_loss.png: one line per run, colour per model."""
-    import matplotlib
+    import matplotlib  # loaded on first use (slow import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # loaded on first use (slow import)
 
     img_dir.mkdir(parents=True, exist_ok=True)
     out = []

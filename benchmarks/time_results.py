@@ -34,6 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import results_page as rp  # noqa: E402 - benchmarks/ is on sys.path when this script runs
 import yaml  # noqa: E402
 
+from crossvit.models.paper import PAPER, PAPER_SINGLE_BRANCH  # noqa: E402
+
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) (.*)$")
 
 
@@ -112,8 +114,6 @@ CHANCE = 10.0  # top-1 (%) of a constant guess on CIFAR-10's ten classes
 def table6(dirs: list[Path], command: str, family: str = "crossvit_cifar_conv") -> list[str]:
     """The Table 6 section of one model family: one row per model, then the paper's claims, each with the figures it
     rests on."""
-    from crossvit.models.paper import PAPER, PAPER_SINGLE_BRANCH
-
     schemes = fusion_of(family)
     cross_name, single_name = f"{family}_32", f"{family}_single_32"
     title = f"## {FAMILIES[family]}"
